@@ -28,7 +28,11 @@ impl Shared {
             Ok(guard) => guard,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if openmetrics { guard.0.clone() } else { guard.1.clone() }
+        if openmetrics {
+            guard.0.clone()
+        } else {
+            guard.1.clone()
+        }
     }
 
     /// True once the first cycle has published, whether or not NVML answered: an exporter
@@ -94,7 +98,9 @@ pub fn run(mut source: NvmlSource, config: LoopConfig, shared: Arc<Shared>, stop
         health.last_duration_seconds = snapshot.health.last_duration_seconds;
         match metrics::encode_both(&snapshot, config.names) {
             Ok(exposition) => shared.publish(exposition),
-            Err(err) => tracing::error!(error = %err, "cannot encode metrics; serving the previous cycle"),
+            Err(err) => {
+                tracing::error!(error = %err, "cannot encode metrics; serving the previous cycle")
+            }
         }
         let wait = config.interval.saturating_sub(started.elapsed());
         match stop.recv_timeout(wait) {

@@ -32,7 +32,12 @@ pub struct Args {
     pub node_name: String,
 
     /// Which metric names to publish: gpuscale's, dcgm-exporter's, or both.
-    #[arg(long, env = "GPUSCALE_METRIC_NAMES", value_enum, default_value = "gpuscale")]
+    #[arg(
+        long,
+        env = "GPUSCALE_METRIC_NAMES",
+        value_enum,
+        default_value = "gpuscale"
+    )]
     pub metric_names: MetricNames,
 
     /// Longest wait between attempts to load NVML while it is unavailable.

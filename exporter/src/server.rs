@@ -38,7 +38,11 @@ pub fn router(shared: Arc<Shared>, interval: Duration) -> Router {
 
 async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     if !state.shared.is_ready() {
-        return (StatusCode::SERVICE_UNAVAILABLE, "first collection cycle not finished\n").into_response();
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "first collection cycle not finished\n",
+        )
+            .into_response();
     }
     // Content negotiation as client_golang does it: OpenMetrics only when asked for.
     let openmetrics = headers
@@ -47,14 +51,21 @@ async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response 
         .filter_map(|v| v.to_str().ok())
         .any(|v| v.contains("application/openmetrics-text"));
     let content_type = if openmetrics { OPENMETRICS } else { TEXT };
-    ([(header::CONTENT_TYPE, content_type)], state.shared.exposition(openmetrics)).into_response()
+    (
+        [(header::CONTENT_TYPE, content_type)],
+        state.shared.exposition(openmetrics),
+    )
+        .into_response()
 }
 
 async fn healthz(State(state): State<AppState>) -> Response {
     match state.shared.last_cycle_age() {
         Some(age) if age > state.stale_after => (
             StatusCode::SERVICE_UNAVAILABLE,
-            format!("collection loop stalled: last cycle {:.0}s ago\n", age.as_secs_f64()),
+            format!(
+                "collection loop stalled: last cycle {:.0}s ago\n",
+                age.as_secs_f64()
+            ),
         )
             .into_response(),
         _ => (StatusCode::OK, "ok\n").into_response(),
@@ -65,7 +76,11 @@ async fn readyz(State(state): State<AppState>) -> Response {
     if state.shared.is_ready() {
         (StatusCode::OK, "ready\n").into_response()
     } else {
-        (StatusCode::SERVICE_UNAVAILABLE, "first collection cycle not finished\n").into_response()
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "first collection cycle not finished\n",
+        )
+            .into_response()
     }
 }
 

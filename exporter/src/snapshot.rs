@@ -109,7 +109,10 @@ mod tests {
 
     #[test]
     fn mig_profile_parsed_from_device_name() {
-        assert_eq!(mig_profile_from_name("NVIDIA A100-SXM4-80GB MIG 1g.10gb"), "1g.10gb");
+        assert_eq!(
+            mig_profile_from_name("NVIDIA A100-SXM4-80GB MIG 1g.10gb"),
+            "1g.10gb"
+        );
         assert_eq!(mig_profile_from_name("NVIDIA H100 MIG 3g.40gb "), "3g.40gb");
         assert_eq!(mig_profile_from_name("odd"), "odd");
     }

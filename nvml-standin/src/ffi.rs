@@ -5,6 +5,9 @@
 //! (valid, aligned out-pointers or null; buffers at least `length` bytes), which is why the
 //! functions carry no `# Safety` section of their own.
 
+// Patterns match nvml.h's constants under their C names, which are not upper case.
+#![allow(non_upper_case_globals)]
+
 use std::ffi::{c_char, c_uint};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 

@@ -16,7 +16,10 @@ use std::time::{Duration, Instant};
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// The cargo target profile directory the tests were built into (`target/debug`).
@@ -49,9 +52,10 @@ pub struct Scratch(pub PathBuf);
 
 impl Scratch {
     pub fn new(name: &str) -> Self {
-        let dir = target_dir()
-            .join("e2e")
-            .join(format!("{name}-{}-{}", std::process::id(), free_port()));
+        let dir =
+            target_dir()
+                .join("e2e")
+                .join(format!("{name}-{}-{}", std::process::id(), free_port()));
         std::fs::create_dir_all(&dir).unwrap();
         Self(dir)
     }
@@ -67,7 +71,11 @@ impl Drop for Scratch {
 }
 
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A child process killed when dropped; its stderr goes to a file tests can read.
@@ -123,9 +131,15 @@ pub fn start_exporter_raw(scratch: &Scratch, scenario: Option<&Path>, args: &[St
     let child = cmd.spawn().unwrap();
     let mut proc = Proc { child, addr, log };
     let ok = wait_until(Duration::from_secs(20), || {
-        http_get(addr, "/readyz", None).map(|r| r.status == 200).unwrap_or(false)
+        http_get(addr, "/readyz", None)
+            .map(|r| r.status == 200)
+            .unwrap_or(false)
     });
-    assert!(ok, "exporter did not become ready; log:\n{}", proc.log_text());
+    assert!(
+        ok,
+        "exporter did not become ready; log:\n{}",
+        proc.log_text()
+    );
     assert!(proc.is_running());
     proc
 }
@@ -160,10 +174,16 @@ impl HttpResponse {
 }
 
 /// A plain HTTP/1.1 GET with `Connection: close`; enough for loopback tests.
-pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::Result<HttpResponse> {
+pub fn http_get(
+    addr: SocketAddr,
+    path: &str,
+    accept: Option<&str>,
+) -> std::io::Result<HttpResponse> {
     let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let accept = accept.map(|a| format!("Accept: {a}\r\n")).unwrap_or_default();
+    let accept = accept
+        .map(|a| format!("Accept: {a}\r\n"))
+        .unwrap_or_default();
     write!(
         stream,
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{accept}Connection: close\r\n\r\n"
@@ -185,14 +205,24 @@ pub fn http_get(addr: SocketAddr, path: &str, accept: Option<&str>) -> std::io::
     let chunked = headers
         .iter()
         .any(|(k, v)| k.eq_ignore_ascii_case("transfer-encoding") && v.contains("chunked"));
-    let body = if chunked { dechunk(body) } else { body.to_string() };
-    Ok(HttpResponse { status, headers, body })
+    let body = if chunked {
+        dechunk(body)
+    } else {
+        body.to_string()
+    };
+    Ok(HttpResponse {
+        status,
+        headers,
+        body,
+    })
 }
 
 fn dechunk(mut body: &str) -> String {
     let mut out = String::new();
     while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else { break };
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
         if n == 0 || rest.len() < n {
             break;
         }
@@ -262,7 +292,11 @@ pub fn parse_exposition(text: &str) -> Vec<Sample> {
             "-Inf" => f64::NEG_INFINITY,
             v => v.parse().unwrap_or(f64::NAN),
         };
-        out.push(Sample { name: name.to_string(), labels, value });
+        out.push(Sample {
+            name: name.to_string(),
+            labels,
+            value,
+        });
     }
     out
 }
@@ -272,7 +306,10 @@ pub fn find<'a>(samples: &'a [Sample], name: &str, with: &[(&str, &str)]) -> Vec
     samples
         .iter()
         .filter(|s| s.name == name)
-        .filter(|s| with.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
+        .filter(|s| {
+            with.iter()
+                .all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v))
+        })
         .collect()
 }
 
@@ -280,13 +317,22 @@ pub fn find<'a>(samples: &'a [Sample], name: &str, with: &[(&str, &str)]) -> Vec
 /// exactly one sample.
 pub fn value(samples: &[Sample], name: &str, with: &[(&str, &str)]) -> f64 {
     let found = find(samples, name, with);
-    assert_eq!(found.len(), 1, "expected one {name}{with:?}, found {found:?}");
+    assert_eq!(
+        found.len(),
+        1,
+        "expected one {name}{with:?}, found {found:?}"
+    );
     found[0].value
 }
 
 /// Fetches and parses `/metrics` (OpenMetrics, as Prometheus asks).
 pub fn scrape(addr: SocketAddr) -> Vec<Sample> {
-    let r = http_get(addr, "/metrics", Some("application/openmetrics-text;version=1.0.0")).unwrap();
+    let r = http_get(
+        addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    )
+    .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     parse_exposition(&r.body)
 }
@@ -308,7 +354,10 @@ pub fn start_prometheus(scratch: &Scratch, config: &str, extra: &[&str]) -> Proc
     let log = scratch.path("prometheus.log");
     let child = Command::new("prometheus")
         .arg(format!("--config.file={}", config_path.display()))
-        .arg(format!("--storage.tsdb.path={}", scratch.path("tsdb").display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            scratch.path("tsdb").display()
+        ))
         .arg(format!("--web.listen-address={addr}"))
         .args(extra)
         .stdout(Stdio::null())
@@ -317,7 +366,9 @@ pub fn start_prometheus(scratch: &Scratch, config: &str, extra: &[&str]) -> Proc
         .expect("prometheus is not installed: run `make deps` (apt-get install prometheus)");
     let mut proc = Proc { child, addr, log };
     let ok = wait_until(Duration::from_secs(30), || {
-        http_get(addr, "/-/ready", None).map(|r| r.status == 200).unwrap_or(false)
+        http_get(addr, "/-/ready", None)
+            .map(|r| r.status == 200)
+            .unwrap_or(false)
     });
     assert!(ok, "prometheus did not become ready:\n{}", proc.log_text());
     assert!(proc.is_running());
@@ -338,7 +389,9 @@ pub fn url_encode(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }

@@ -2,6 +2,8 @@
 //! (unsupported field, lost GPU, no library, driver coming back), XID counting, MIG, the
 //! dcgm-compatible names, and values moving mid-run.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::time::Duration;
 
 use gpuscale_tests::*;
@@ -57,11 +59,22 @@ fn uuid(i: u32) -> String {
 fn every_series_and_label_from_a_scenario() {
     let scratch = Scratch::new("all-series");
     let file = scratch.path("scenario.json");
-    write_atomic(&file, &scenario(vec![gpu(0, json!({})), gpu(1, json!({"utilization_gpu_percent": 88}))]));
+    write_atomic(
+        &file,
+        &scenario(vec![
+            gpu(0, json!({})),
+            gpu(1, json!({"utilization_gpu_percent": 88})),
+        ]),
+    );
     let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "200ms"]);
     let s = scrape(exporter.addr);
     let u0 = uuid(0);
-    let g0 = [("node", "node-a"), ("gpu", "0"), ("uuid", u0.as_str()), ("model", H100)];
+    let g0 = [
+        ("node", "node-a"),
+        ("gpu", "0"),
+        ("uuid", u0.as_str()),
+        ("model", H100),
+    ];
 
     let info = find(&s, "gpu_info", &g0);
     assert_eq!(info.len(), 1);
@@ -98,7 +111,11 @@ fn every_series_and_label_from_a_scenario() {
     ] {
         let mut with = g0.to_vec();
         with.push(("reason", reason));
-        assert_eq!(value(&s, "gpu_clock_throttle_active", &with), expect, "{reason}");
+        assert_eq!(
+            value(&s, "gpu_clock_throttle_active", &with),
+            expect,
+            "{reason}"
+        );
     }
     assert_eq!(find(&s, "gpu_clock_throttle_active", &g0).len(), 9);
     let mut c = g0.to_vec();
@@ -117,11 +134,21 @@ fn every_series_and_label_from_a_scenario() {
     assert_eq!(value(&s, "gpuscale_exporter_gpus", &n), 2.0);
     let d = value(&s, "gpuscale_exporter_collection_duration_seconds", &n);
     assert!(d > 0.0 && d < 1.0, "{d}");
-    let last = value(&s, "gpuscale_exporter_last_collection_success_timestamp_seconds", &n);
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let last = value(
+        &s,
+        "gpuscale_exporter_last_collection_success_timestamp_seconds",
+        &n,
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
     assert!((now - last).abs() < 10.0, "{now} vs {last}");
     assert!(value(&s, "gpuscale_exporter_collections_total", &n) >= 1.0);
-    assert!(find(&s, "gpuscale_exporter_collection_errors_total", &[]).is_empty(), "no errors expected: {s:?}");
+    assert!(
+        find(&s, "gpuscale_exporter_collection_errors_total", &[]).is_empty(),
+        "no errors expected: {s:?}"
+    );
 
     // Every GPU series carries the four identity labels.
     for sample in s.iter().filter(|x| x.name.starts_with("gpu_")) {
@@ -151,7 +178,10 @@ fn unsupported_field_is_absent_and_logged_once() {
     write_atomic(
         &file,
         &scenario(vec![
-            gpu(0, json!({"unsupported": ["encoder_utilization", "ecc", "power_limit"]})),
+            gpu(
+                0,
+                json!({"unsupported": ["encoder_utilization", "ecc", "power_limit"]}),
+            ),
             gpu(1, json!({})),
         ]),
     );
@@ -164,7 +194,10 @@ fn unsupported_field_is_absent_and_logged_once() {
     assert!(find(&s, "gpu_power_limit_watts", &g0).is_empty());
     // Other fields of the same GPU and the same fields of the other GPU still report.
     assert_eq!(value(&s, "gpu_decoder_utilization_ratio", &g0), 0.05);
-    assert_eq!(value(&s, "gpu_encoder_utilization_ratio", &[("gpu", "1")]), 0.03);
+    assert_eq!(
+        value(&s, "gpu_encoder_utilization_ratio", &[("gpu", "1")]),
+        0.03
+    );
     assert_eq!(find(&s, "gpu_ecc_errors_total", &[("gpu", "1")]).len(), 2);
     // Unsupported is not an error.
     assert!(find(&s, "gpuscale_exporter_collection_errors_total", &[]).is_empty());
@@ -180,7 +213,13 @@ fn unsupported_field_is_absent_and_logged_once() {
 fn lost_gpu_reports_down_while_others_keep_reporting() {
     let scratch = Scratch::new("lost");
     let file = scratch.path("scenario.json");
-    write_atomic(&file, &scenario(vec![gpu(0, json!({})), gpu(1, json!({"lost_at_seconds": 1.0}))]));
+    write_atomic(
+        &file,
+        &scenario(vec![
+            gpu(0, json!({})),
+            gpu(1, json!({"lost_at_seconds": 1.0})),
+        ]),
+    );
     let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "100ms"]);
     let lost = wait_until(Duration::from_secs(10), || {
         let s = scrape(exporter.addr);
@@ -190,14 +229,27 @@ fn lost_gpu_reports_down_while_others_keep_reporting() {
     let s = scrape(exporter.addr);
     let u1 = uuid(1);
     // The lost GPU keeps its identity labels, and its readings are absent.
-    assert_eq!(value(&s, "gpu_up", &[("gpu", "1"), ("uuid", u1.as_str()), ("model", H100)]), 0.0);
+    assert_eq!(
+        value(
+            &s,
+            "gpu_up",
+            &[("gpu", "1"), ("uuid", u1.as_str()), ("model", H100)]
+        ),
+        0.0
+    );
     assert!(find(&s, "gpu_utilization_ratio", &[("gpu", "1")]).is_empty());
     assert!(find(&s, "gpu_memory_used_bytes", &[("gpu", "1")]).is_empty());
     // GPU 0 and NVML itself are fine.
     assert_eq!(value(&s, "gpu_up", &[("gpu", "0")]), 1.0);
     assert_eq!(value(&s, "gpu_utilization_ratio", &[("gpu", "0")]), 0.42);
     assert_eq!(value(&s, "gpuscale_exporter_nvml_up", &[]), 1.0);
-    assert!(value(&s, "gpuscale_exporter_collection_errors_total", &[("field", "gpu_lost")]) >= 1.0);
+    assert!(
+        value(
+            &s,
+            "gpuscale_exporter_collection_errors_total",
+            &[("field", "gpu_lost")]
+        ) >= 1.0
+    );
 }
 
 #[test]
@@ -210,16 +262,29 @@ fn xid_errors_are_counted_per_code_from_nvml_events() {
         {"at_seconds": 0.9, "xid": 79}
     ]});
     write_atomic(&file, &scenario(vec![gpu(0, json!({})), gpu(1, events)]));
-    let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "100ms", "--metric-names", "both"]);
+    let exporter = start_exporter(
+        &scratch,
+        Some(&file),
+        &["--collect-interval", "100ms", "--metric-names", "both"],
+    );
     let counted = wait_until(Duration::from_secs(10), || {
         let s = scrape(exporter.addr);
-        find(&s, "gpu_xid_events_total", &[("gpu", "1")]).first().map(|x| x.value) == Some(3.0)
+        find(&s, "gpu_xid_events_total", &[("gpu", "1")])
+            .first()
+            .map(|x| x.value)
+            == Some(3.0)
     });
     assert!(counted, "three XID events never counted");
     std::thread::sleep(Duration::from_millis(400)); // later cycles must not count them again
     let s = scrape(exporter.addr);
-    assert_eq!(value(&s, "gpu_xid_errors_total", &[("gpu", "1"), ("xid", "79")]), 2.0);
-    assert_eq!(value(&s, "gpu_xid_errors_total", &[("gpu", "1"), ("xid", "48")]), 1.0);
+    assert_eq!(
+        value(&s, "gpu_xid_errors_total", &[("gpu", "1"), ("xid", "79")]),
+        2.0
+    );
+    assert_eq!(
+        value(&s, "gpu_xid_errors_total", &[("gpu", "1"), ("xid", "48")]),
+        1.0
+    );
     assert_eq!(value(&s, "gpu_xid_events_total", &[("gpu", "1")]), 3.0);
     assert_eq!(value(&s, "gpu_xid_events_total", &[("gpu", "0")]), 0.0);
     assert!(find(&s, "gpu_xid_errors_total", &[("gpu", "0")]).is_empty());
@@ -232,12 +297,31 @@ fn xid_errors_are_counted_per_code_from_nvml_events() {
 fn values_move_when_the_scenario_changes_mid_run() {
     let scratch = Scratch::new("midrun");
     let file = scratch.path("scenario.json");
-    write_atomic(&file, &scenario(vec![gpu(0, json!({"utilization_gpu_percent": 10}))]));
+    write_atomic(
+        &file,
+        &scenario(vec![gpu(0, json!({"utilization_gpu_percent": 10}))]),
+    );
     let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "100ms"]);
-    assert_eq!(value(&scrape(exporter.addr), "gpu_utilization_ratio", &[("gpu", "0")]), 0.10);
-    write_atomic(&file, &scenario(vec![gpu(0, json!({"utilization_gpu_percent": 93}))]));
+    assert_eq!(
+        value(
+            &scrape(exporter.addr),
+            "gpu_utilization_ratio",
+            &[("gpu", "0")]
+        ),
+        0.10
+    );
+    write_atomic(
+        &file,
+        &scenario(vec![gpu(0, json!({"utilization_gpu_percent": 93}))]),
+    );
     let moved = wait_until(Duration::from_secs(5), || {
-        find(&scrape(exporter.addr), "gpu_utilization_ratio", &[("gpu", "0")]).first().map(|x| x.value)
+        find(
+            &scrape(exporter.addr),
+            "gpu_utilization_ratio",
+            &[("gpu", "0")],
+        )
+        .first()
+        .map(|x| x.value)
             == Some(0.93)
     });
     assert!(moved, "utilization did not follow the scenario change");
@@ -248,9 +332,16 @@ fn values_follow_points_over_time() {
     let scratch = Scratch::new("points");
     let file = scratch.path("scenario.json");
     let util = json!({"points": [[0, 5], [1.5, 5], [1.6, 75]], "interpolate": "step"});
-    write_atomic(&file, &scenario(vec![gpu(0, json!({"utilization_gpu_percent": util}))]));
+    write_atomic(
+        &file,
+        &scenario(vec![gpu(0, json!({"utilization_gpu_percent": util}))]),
+    );
     let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "100ms"]);
-    let value_now = || find(&scrape(exporter.addr), "gpu_utilization_ratio", &[]).first().map(|x| x.value);
+    let value_now = || {
+        find(&scrape(exporter.addr), "gpu_utilization_ratio", &[])
+            .first()
+            .map(|x| x.value)
+    };
     assert_eq!(value_now(), Some(0.05));
     assert!(wait_until(Duration::from_secs(6), || value_now() == Some(0.75)));
 }
@@ -272,23 +363,47 @@ fn missing_library_keeps_the_exporter_up_and_reports_nvml_down() {
         ],
     );
     std::thread::sleep(Duration::from_millis(800));
-    assert!(exporter.is_running(), "must not exit: {}", exporter.log_text());
+    assert!(
+        exporter.is_running(),
+        "must not exit: {}",
+        exporter.log_text()
+    );
     let s = scrape(exporter.addr);
-    assert_eq!(value(&s, "gpuscale_exporter_nvml_up", &[("node", "node-a")]), 0.0);
+    assert_eq!(
+        value(&s, "gpuscale_exporter_nvml_up", &[("node", "node-a")]),
+        0.0
+    );
     assert_eq!(value(&s, "gpuscale_exporter_gpus", &[]), 0.0);
     assert!(find(&s, "gpu_up", &[]).is_empty());
-    assert!(find(&s, "gpuscale_exporter_last_collection_success_timestamp_seconds", &[]).is_empty());
+    assert!(
+        find(
+            &s,
+            "gpuscale_exporter_last_collection_success_timestamp_seconds",
+            &[]
+        )
+        .is_empty()
+    );
     let log = exporter.log_text();
-    assert_eq!(log.matches("NVML unavailable").count(), 1, "one clear line, not one per retry:\n{log}");
+    assert_eq!(
+        log.matches("NVML unavailable").count(),
+        1,
+        "one clear line, not one per retry:\n{log}"
+    );
     assert!(log.contains("cannot load the NVML library"), "{log}");
     // Health endpoints stay green: the process is fine, NVML is not.
-    assert_eq!(http_get(exporter.addr, "/healthz", None).unwrap().status, 200);
+    assert_eq!(
+        http_get(exporter.addr, "/healthz", None).unwrap().status,
+        200
+    );
 
     // The library appears (driver installed later): picked up without a restart.
     std::fs::copy(standin_lib(), &missing).unwrap();
     let recovered = wait_until(Duration::from_secs(10), || {
         let s = scrape(exporter.addr);
-        find(&s, "gpuscale_exporter_nvml_up", &[]).first().map(|x| x.value) == Some(1.0)
+        find(&s, "gpuscale_exporter_nvml_up", &[])
+            .first()
+            .map(|x| x.value)
+            == Some(1.0)
             && find(&s, "gpu_up", &[]).len() == 4
     });
     assert!(recovered, "NVML never recovered: {}", exporter.log_text());
@@ -309,12 +424,22 @@ fn driver_not_loaded_then_loaded_recovers_without_restart() {
     std::thread::sleep(Duration::from_millis(500));
     let s = scrape(exporter.addr);
     assert_eq!(value(&s, "gpuscale_exporter_nvml_up", &[]), 0.0);
-    assert!(exporter.log_text().contains("driver is not loaded"), "{}", exporter.log_text());
+    assert!(
+        exporter.log_text().contains("driver is not loaded"),
+        "{}",
+        exporter.log_text()
+    );
     write_atomic(&file, &scenario(vec![gpu(0, json!({}))]));
     let up = wait_until(Duration::from_secs(10), || {
         let s = scrape(exporter.addr);
-        find(&s, "gpuscale_exporter_nvml_up", &[]).first().map(|x| x.value) == Some(1.0)
-            && find(&s, "gpu_utilization_ratio", &[("gpu", "0")]).first().map(|x| x.value) == Some(0.42)
+        find(&s, "gpuscale_exporter_nvml_up", &[])
+            .first()
+            .map(|x| x.value)
+            == Some(1.0)
+            && find(&s, "gpu_utilization_ratio", &[("gpu", "0")])
+                .first()
+                .map(|x| x.value)
+                == Some(0.42)
     });
     assert!(up, "{}", exporter.log_text());
 }
@@ -330,21 +455,43 @@ fn mig_instances_are_their_own_series() {
          "compute_instance_id": 0, "memory_total_bytes": 10_737_418_240u64, "memory_used_bytes": 0}
     ]}});
     write_atomic(&file, &scenario(vec![gpu(0, mig), gpu(1, json!({}))]));
-    let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "100ms", "--metric-names", "both"]);
+    let exporter = start_exporter(
+        &scratch,
+        Some(&file),
+        &["--collect-interval", "100ms", "--metric-names", "both"],
+    );
     let s = scrape(exporter.addr);
-    assert_eq!(find(&s, "gpu_info", &[("gpu", "0")])[0].labels["mig_mode"], "enabled");
-    assert_eq!(find(&s, "gpu_info", &[("gpu", "1")])[0].labels["mig_mode"], "disabled");
+    assert_eq!(
+        find(&s, "gpu_info", &[("gpu", "0")])[0].labels["mig_mode"],
+        "enabled"
+    );
+    assert_eq!(
+        find(&s, "gpu_info", &[("gpu", "1")])[0].labels["mig_mode"],
+        "disabled"
+    );
     let infos = find(&s, "gpu_mig_info", &[("gpu", "0"), ("node", "node-a")]);
     assert_eq!(infos.len(), 2, "{infos:?}");
-    let a = [("mig_uuid", "MIG-11111111-2222-3333-4444-555555555555"), ("mig_profile", "3g.40gb")];
+    let a = [
+        ("mig_uuid", "MIG-11111111-2222-3333-4444-555555555555"),
+        ("mig_profile", "3g.40gb"),
+    ];
     assert_eq!(value(&s, "gpu_mig_memory_used_bytes", &a), 1_073_741_824.0);
-    assert_eq!(value(&s, "gpu_mig_memory_total_bytes", &a), 42_949_672_960.0);
+    assert_eq!(
+        value(&s, "gpu_mig_memory_total_bytes", &a),
+        42_949_672_960.0
+    );
     let b = [("mig_profile", "1g.10gb")];
     assert_eq!(value(&s, "gpu_mig_memory_used_bytes", &b), 0.0);
     assert!(find(&s, "gpu_mig_info", &[("gpu", "1")]).is_empty());
     // dcgm names: framebuffer per GPU instance with GPU_I_PROFILE.
-    assert_eq!(value(&s, "DCGM_FI_DEV_FB_USED", &[("GPU_I_PROFILE", "3g.40gb")]), 1024.0);
-    assert_eq!(value(&s, "DCGM_FI_DEV_FB_TOTAL", &[("GPU_I_PROFILE", "1g.10gb")]), 10240.0);
+    assert_eq!(
+        value(&s, "DCGM_FI_DEV_FB_USED", &[("GPU_I_PROFILE", "3g.40gb")]),
+        1024.0
+    );
+    assert_eq!(
+        value(&s, "DCGM_FI_DEV_FB_TOTAL", &[("GPU_I_PROFILE", "1g.10gb")]),
+        10240.0
+    );
 }
 
 #[test]
@@ -352,7 +499,11 @@ fn dcgm_names_units_and_labels() {
     let scratch = Scratch::new("dcgm");
     let file = scratch.path("scenario.json");
     write_atomic(&file, &scenario(vec![gpu(0, json!({}))]));
-    let exporter = start_exporter(&scratch, Some(&file), &["--collect-interval", "200ms", "--metric-names", "dcgm"]);
+    let exporter = start_exporter(
+        &scratch,
+        Some(&file),
+        &["--collect-interval", "200ms", "--metric-names", "dcgm"],
+    );
     let s = scrape(exporter.addr);
     let u0 = uuid(0);
     let l = [
@@ -371,7 +522,10 @@ fn dcgm_names_units_and_labels() {
     assert_eq!(value(&s, "DCGM_FI_DEV_FB_FREE", &l), 71680.0);
     assert_eq!(value(&s, "DCGM_FI_DEV_POWER_USAGE", &l), 312.5);
     assert_eq!(value(&s, "DCGM_FI_DEV_POWER_MGMT_LIMIT", &l), 700.0);
-    assert_eq!(value(&s, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", &l), 123_456_789.0);
+    assert_eq!(
+        value(&s, "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", &l),
+        123_456_789.0
+    );
     assert_eq!(value(&s, "DCGM_FI_DEV_GPU_TEMP", &l), 61.0);
     assert_eq!(value(&s, "DCGM_FI_DEV_SM_CLOCK", &l), 1980.0);
     assert_eq!(value(&s, "DCGM_FI_DEV_MEM_CLOCK", &l), 2619.0);
@@ -380,23 +534,54 @@ fn dcgm_names_units_and_labels() {
     assert_eq!(value(&s, "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", &l), 9.0);
     assert_eq!(value(&s, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", &l), 7.0);
     assert_eq!(value(&s, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", &l), 1.0);
-    assert_eq!(value(&s, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &l), (0x4 | 0x40) as f64);
+    assert_eq!(
+        value(&s, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", &l),
+        (0x4 | 0x40) as f64
+    );
     // Only dcgm names (and the exporter's own health) in this mode.
-    assert!(s.iter().all(|x| x.name.starts_with("DCGM_") || x.name.starts_with("gpuscale_exporter_")));
+    assert!(
+        s.iter()
+            .all(|x| x.name.starts_with("DCGM_") || x.name.starts_with("gpuscale_exporter_"))
+    );
 }
 
 #[test]
 fn content_negotiation_and_probes() {
     let scratch = Scratch::new("negotiation");
     let exporter = start_exporter(&scratch, None, &["--collect-interval", "200ms"]);
-    let om = http_get(exporter.addr, "/metrics", Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5")).unwrap();
-    assert!(om.header("content-type").unwrap().starts_with("application/openmetrics-text"));
+    let om = http_get(
+        exporter.addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0,text/plain;q=0.5"),
+    )
+    .unwrap();
+    assert!(
+        om.header("content-type")
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
     assert!(om.body.ends_with("# EOF\n"));
-    assert!(om.body.contains("# TYPE gpu_energy_consumption_joules counter"));
+    assert!(
+        om.body
+            .contains("# TYPE gpu_energy_consumption_joules counter")
+    );
     let text = http_get(exporter.addr, "/metrics", None).unwrap();
-    assert!(text.header("content-type").unwrap().starts_with("text/plain; version=0.0.4"));
+    assert!(
+        text.header("content-type")
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
     assert!(!text.body.contains("# EOF"));
-    assert!(text.body.contains("# TYPE gpu_energy_consumption_joules_total counter"));
-    assert_eq!(http_get(exporter.addr, "/healthz", None).unwrap().status, 200);
-    assert_eq!(http_get(exporter.addr, "/readyz", None).unwrap().status, 200);
+    assert!(
+        text.body
+            .contains("# TYPE gpu_energy_consumption_joules_total counter")
+    );
+    assert_eq!(
+        http_get(exporter.addr, "/healthz", None).unwrap().status,
+        200
+    );
+    assert_eq!(
+        http_get(exporter.addr, "/readyz", None).unwrap().status,
+        200
+    );
 }

@@ -2,6 +2,8 @@
 //! its query API returns the readings; `promtool check metrics` lints the exposition; Python's
 //! `prometheus_client` parsers give a second opinion on both formats.
 
+#![allow(clippy::unwrap_used)] // tests: a panic is the failure report
+
 use std::io::Write;
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -33,11 +35,18 @@ fn prometheus_scrapes_the_exporter_and_answers_queries() {
     let ok = wait_until(Duration::from_secs(30), || {
         prom_query(prom.addr, "gpu_utilization_ratio").len() == 2
     });
-    assert!(ok, "prometheus never stored the exporter's series:\n{}", prom.log_text());
+    assert!(
+        ok,
+        "prometheus never stored the exporter's series:\n{}",
+        prom.log_text()
+    );
 
     let up = prom_query(prom.addr, "up{job=\"gpuscale\"}");
     assert_eq!(up[0]["value"][1], "1");
-    let r = prom_query(prom.addr, "gpu_utilization_ratio{uuid=\"GPU-aaaaaaaa-0000-0000-0000-000000000000\"}");
+    let r = prom_query(
+        prom.addr,
+        "gpu_utilization_ratio{uuid=\"GPU-aaaaaaaa-0000-0000-0000-000000000000\"}",
+    );
     assert_eq!(r.len(), 1);
     assert_eq!(r[0]["value"][1], "0.37");
     assert_eq!(r[0]["metric"]["model"], "NVIDIA L4");
@@ -50,11 +59,21 @@ fn prometheus_scrapes_the_exporter_and_answers_queries() {
     let mem = prom_query(prom.addr, "sum(gpu_memory_total_bytes)");
     assert_eq!(mem[0]["value"][1], "48000000000");
     // Counters keep their OpenMetrics `_total` name in storage.
-    assert_eq!(prom_query(prom.addr, "gpuscale_exporter_collections_total").len(), 1);
-    assert_eq!(prom_query(prom.addr, "gpuscale_exporter_nvml_up")[0]["value"][1], "1");
+    assert_eq!(
+        prom_query(prom.addr, "gpuscale_exporter_collections_total").len(),
+        1
+    );
+    assert_eq!(
+        prom_query(prom.addr, "gpuscale_exporter_nvml_up")[0]["value"][1],
+        "1"
+    );
     // The scrape was OpenMetrics (Prometheus asks for it).
     let targets = http_get(prom.addr, "/api/v1/targets", None).unwrap();
-    assert!(targets.body.contains("\"health\":\"up\""), "{}", targets.body);
+    assert!(
+        targets.body.contains("\"health\":\"up\""),
+        "{}",
+        targets.body
+    );
 }
 
 fn promtool_check(exposition: &str) -> (bool, String) {
@@ -65,7 +84,12 @@ fn promtool_check(exposition: &str) -> (bool, String) {
         .stderr(Stdio::piped())
         .spawn()
         .expect("promtool is not installed: run `make deps` (apt-get install prometheus)");
-    child.stdin.take().unwrap().write_all(exposition.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(exposition.as_bytes())
+        .unwrap();
     let out = child.wait_with_output().unwrap();
     let text = format!(
         "{}{}",
@@ -84,18 +108,32 @@ fn promtool_check_metrics_is_clean() {
     let text = http_get(exporter.addr, "/metrics", None).unwrap().body;
     assert!(text.contains("gpu_utilization_ratio{"));
     let (ok, out) = promtool_check(&text);
-    assert!(ok && out.trim().is_empty(), "promtool check metrics:\n{out}\n---\n{text}");
+    assert!(
+        ok && out.trim().is_empty(),
+        "promtool check metrics:\n{out}\n---\n{text}"
+    );
 
     // The check can fail: a counter without `_total` is flagged.
-    let (ok, out) = promtool_check("# HELP bad_counter x\n# TYPE bad_counter counter\nbad_counter 1\n");
+    let (ok, out) =
+        promtool_check("# HELP bad_counter x\n# TYPE bad_counter counter\nbad_counter 1\n");
     assert!(!ok, "{out}");
 }
 
 #[test]
 fn python_prometheus_client_parses_both_formats() {
     let scratch = Scratch::new("python-parse");
-    let exporter = start_exporter(&scratch, None, &["--collect-interval", "200ms", "--metric-names", "both"]);
-    let om = http_get(exporter.addr, "/metrics", Some("application/openmetrics-text;version=1.0.0")).unwrap().body;
+    let exporter = start_exporter(
+        &scratch,
+        None,
+        &["--collect-interval", "200ms", "--metric-names", "both"],
+    );
+    let om = http_get(
+        exporter.addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    )
+    .unwrap()
+    .body;
     let text = http_get(exporter.addr, "/metrics", None).unwrap().body;
     let script = r#"
 import sys

@@ -15,10 +15,16 @@ fn labels(s: &Snapshot, g: &GpuReading) -> Labels {
         ("gpu", g.index.to_string()),
         ("UUID", g.uuid.clone()),
         ("pci_bus_id", g.pci_bus_id.clone().unwrap_or_default()),
-        ("device", format!("nvidia{}", g.minor_number.unwrap_or(g.index))),
+        (
+            "device",
+            format!("nvidia{}", g.minor_number.unwrap_or(g.index)),
+        ),
         ("modelName", g.model.clone()),
         ("Hostname", s.node.clone()),
-        ("DCGM_FI_DRIVER_VERSION", s.driver_version.clone().unwrap_or_default()),
+        (
+            "DCGM_FI_DRIVER_VERSION",
+            s.driver_version.clone().unwrap_or_default(),
+        ),
     ]
 }
 
@@ -36,7 +42,10 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
     let mut fb_free = Family::gauge("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).");
     let mut fb_total = Family::gauge("DCGM_FI_DEV_FB_TOTAL", "Total framebuffer memory (in MiB).");
     let mut power = Family::gauge("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).");
-    let mut limit = Family::gauge("DCGM_FI_DEV_POWER_MGMT_LIMIT", "Power management limit (in W).");
+    let mut limit = Family::gauge(
+        "DCGM_FI_DEV_POWER_MGMT_LIMIT",
+        "Power management limit (in W).",
+    );
     let mut energy = Family::gauge(
         "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
         "Total energy consumption since boot (in mJ).",
@@ -46,8 +55,14 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
     let mut mem = Family::gauge("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).");
     let mut enc = Family::gauge("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).");
     let mut dec = Family::gauge("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).");
-    let mut xid = Family::gauge("DCGM_FI_DEV_XID_ERRORS", "Value of the last XID error encountered.");
-    let mut replay = Family::gauge("DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "Total number of PCIe retries.");
+    let mut xid = Family::gauge(
+        "DCGM_FI_DEV_XID_ERRORS",
+        "Value of the last XID error encountered.",
+    );
+    let mut replay = Family::gauge(
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "Total number of PCIe retries.",
+    );
     let mut sbe = Family::gauge(
         "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
         "Total number of single-bit volatile ECC errors.",
@@ -68,7 +83,10 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
         if g.mig_instances.is_empty() {
             fb_used.push_opt(l, g.memory_used_bytes.map(|b| (b as f64 / MIB).floor()));
             fb_total.push_opt(l, g.memory_total_bytes.map(|b| (b as f64 / MIB).floor()));
-            let free = g.memory_total_bytes.zip(g.memory_used_bytes).map(|(t, u)| t.saturating_sub(u));
+            let free = g
+                .memory_total_bytes
+                .zip(g.memory_used_bytes)
+                .map(|(t, u)| t.saturating_sub(u));
             fb_free.push_opt(l, free.map(|b| (b as f64 / MIB).floor()));
         }
         power.push_opt(l, g.power_watts);
@@ -92,12 +110,15 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
             let ml = || mig_labels(s, g, m);
             fb_used.push_opt(ml, m.memory_used_bytes.map(|b| (b as f64 / MIB).floor()));
             fb_total.push_opt(ml, m.memory_total_bytes.map(|b| (b as f64 / MIB).floor()));
-            let free = m.memory_total_bytes.zip(m.memory_used_bytes).map(|(t, u)| t.saturating_sub(u));
+            let free = m
+                .memory_total_bytes
+                .zip(m.memory_used_bytes)
+                .map(|(t, u)| t.saturating_sub(u));
             fb_free.push_opt(ml, free.map(|b| (b as f64 / MIB).floor()));
         }
     }
     vec![
-        util, copy, fb_used, fb_free, fb_total, power, limit, energy, temp, sm, mem, enc, dec,
-        xid, replay, sbe, dbe, throttle,
+        util, copy, fb_used, fb_free, fb_total, power, limit, energy, temp, sm, mem, enc, dec, xid,
+        replay, sbe, dbe, throttle,
     ]
 }

@@ -31,7 +31,10 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
         "gpu_info",
         "Static facts about the GPU as labels; always 1.",
     );
-    let mut up = Family::gauge("gpu_up", "1 while the GPU answers NVML, 0 once it is lost (GPU_IS_LOST).");
+    let mut up = Family::gauge(
+        "gpu_up",
+        "1 while the GPU answers NVML, 0 once it is lost (GPU_IS_LOST).",
+    );
     let mut util = Family::gauge(
         "gpu_utilization_ratio",
         "Fraction of the last sample period in which a kernel ran on the GPU (0..1).",
@@ -54,8 +57,14 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
     let mut temp = Family::gauge("gpu_temperature_celsius", "GPU core temperature.");
     let mut sm_clock = Family::gauge("gpu_sm_clock_hertz", "Current SM clock.");
     let mut mem_clock = Family::gauge("gpu_memory_clock_hertz", "Current memory clock.");
-    let mut enc = Family::gauge("gpu_encoder_utilization_ratio", "Video encoder utilization (0..1).");
-    let mut dec = Family::gauge("gpu_decoder_utilization_ratio", "Video decoder utilization (0..1).");
+    let mut enc = Family::gauge(
+        "gpu_encoder_utilization_ratio",
+        "Video encoder utilization (0..1).",
+    );
+    let mut dec = Family::gauge(
+        "gpu_decoder_utilization_ratio",
+        "Video decoder utilization (0..1).",
+    );
     let mut throttle = Family::gauge(
         "gpu_clock_throttle_active",
         "1 while the reason in the `reason` label holds the clocks down, else 0.",
@@ -64,7 +73,10 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
         "gpu_ecc_errors",
         "ECC errors since the driver was loaded (volatile counters), by `type` corrected|uncorrected.",
     );
-    let mut pcie = Family::counter("gpu_pcie_replay", "PCIe replays since the driver was loaded.");
+    let mut pcie = Family::counter(
+        "gpu_pcie_replay",
+        "PCIe replays since the driver was loaded.",
+    );
     let mut xid = Family::counter(
         "gpu_xid_errors",
         "XID errors NVML reported since the exporter started, by `xid` code.",
@@ -73,14 +85,26 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
         "gpu_xid_events",
         "All XID errors NVML reported since the exporter started; starts at 0 so increase() sees the first.",
     );
-    let mut mig_mem_used = Family::gauge("gpu_mig_memory_used_bytes", "Device memory in use by the MIG instance.");
-    let mut mig_mem_total = Family::gauge("gpu_mig_memory_total_bytes", "Device memory of the MIG instance.");
-    let mut mig_info = Family::gauge("gpu_mig_info", "One series per MIG instance of a GPU in MIG mode; always 1.");
+    let mut mig_mem_used = Family::gauge(
+        "gpu_mig_memory_used_bytes",
+        "Device memory in use by the MIG instance.",
+    );
+    let mut mig_mem_total = Family::gauge(
+        "gpu_mig_memory_total_bytes",
+        "Device memory of the MIG instance.",
+    );
+    let mut mig_info = Family::gauge(
+        "gpu_mig_info",
+        "One series per MIG instance of a GPU in MIG mode; always 1.",
+    );
 
     for g in &s.gpus {
         let labels = || gpu_labels(s, g);
         let mut info_labels = labels();
-        info_labels.push(("driver_version", s.driver_version.clone().unwrap_or_default()));
+        info_labels.push((
+            "driver_version",
+            s.driver_version.clone().unwrap_or_default(),
+        ));
         info_labels.push(("cuda_version", s.cuda_version.clone().unwrap_or_default()));
         info_labels.push(("pci_bus_id", g.pci_bus_id.clone().unwrap_or_default()));
         info_labels.push((
@@ -112,8 +136,14 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
                 throttle.push(with(labels(), "reason", reason.to_string()), active);
             }
         }
-        ecc.push_opt(|| with(labels(), "type", "corrected".into()), g.ecc_corrected_total.map(|v| v as f64));
-        ecc.push_opt(|| with(labels(), "type", "uncorrected".into()), g.ecc_uncorrected_total.map(|v| v as f64));
+        ecc.push_opt(
+            || with(labels(), "type", "corrected".into()),
+            g.ecc_corrected_total.map(|v| v as f64),
+        );
+        ecc.push_opt(
+            || with(labels(), "type", "uncorrected".into()),
+            g.ecc_uncorrected_total.map(|v| v as f64),
+        );
         pcie.push_opt(labels, g.pcie_replay_total.map(|v| v as f64));
         if let Some(by_code) = &g.xid_errors {
             xid_all.push(labels(), by_code.values().sum::<u64>() as f64);
@@ -123,13 +153,38 @@ pub(super) fn families(s: &Snapshot) -> Vec<Family> {
         }
         for m in &g.mig_instances {
             mig_info.push(mig_labels(s, g, m), 1.0);
-            mig_mem_used.push_opt(|| mig_labels(s, g, m), m.memory_used_bytes.map(|v| v as f64));
-            mig_mem_total.push_opt(|| mig_labels(s, g, m), m.memory_total_bytes.map(|v| v as f64));
+            mig_mem_used.push_opt(
+                || mig_labels(s, g, m),
+                m.memory_used_bytes.map(|v| v as f64),
+            );
+            mig_mem_total.push_opt(
+                || mig_labels(s, g, m),
+                m.memory_total_bytes.map(|v| v as f64),
+            );
         }
     }
     vec![
-        info, up, util, mem_util, mem_used, mem_total, power, power_limit, energy, temp, sm_clock,
-        mem_clock, enc, dec, throttle, ecc, pcie, xid, xid_all, mig_info, mig_mem_used,
+        info,
+        up,
+        util,
+        mem_util,
+        mem_used,
+        mem_total,
+        power,
+        power_limit,
+        energy,
+        temp,
+        sm_clock,
+        mem_clock,
+        enc,
+        dec,
+        throttle,
+        ecc,
+        pcie,
+        xid,
+        xid_all,
+        mig_info,
+        mig_mem_used,
         mig_mem_total,
     ]
 }

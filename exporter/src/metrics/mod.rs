@@ -85,7 +85,8 @@ struct Families(Vec<Family>);
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
         for family in self.0.iter().filter(|f| !f.samples.is_empty()) {
-            let mut metric = encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
             for (labels, value) in &family.samples {
                 let sample = metric.encode_family(labels)?;
                 match family.kind {
@@ -198,14 +199,20 @@ fn health_families(s: &Snapshot) -> Vec<Family> {
         "Failed NVML calls by field (unsupported fields are not errors and are not counted).",
     );
     for (field, count) in &s.health.errors_by_field {
-        errors.push(vec![("node", s.node.clone()), ("field", (*field).to_string())], *count as f64);
+        errors.push(
+            vec![("node", s.node.clone()), ("field", (*field).to_string())],
+            *count as f64,
+        );
     }
     let mut build = Family::gauge(
         "gpuscale_exporter_build_info",
         "Version of the running exporter; always 1.",
     );
     build.push(
-        vec![("node", s.node.clone()), ("version", env!("CARGO_PKG_VERSION").to_string())],
+        vec![
+            ("node", s.node.clone()),
+            ("version", env!("CARGO_PKG_VERSION").to_string()),
+        ],
         1.0,
     );
     vec![up, gpus, duration, last, cycles, errors, build]

@@ -140,7 +140,9 @@ impl NvmlSource {
     fn try_init(&mut self) {
         let result = match &self.library {
             Some(path) => Nvml::builder().lib_path(path.as_os_str()).init(),
-            None => Nvml::builder().lib_path(OsStr::new("libnvidia-ml.so.1")).init(),
+            None => Nvml::builder()
+                .lib_path(OsStr::new("libnvidia-ml.so.1"))
+                .init(),
         };
         match result {
             Ok(nvml) => {
@@ -254,7 +256,10 @@ impl NvmlSource {
                 *errors.entry("gpu_lost").or_default() += 1;
                 let key = (format!("gpu{index}"), "gpu_lost");
                 if self.logged_fields.insert(key) {
-                    tracing::error!(gpu = index, "GPU is lost (NVML GPU_IS_LOST); reporting gpu_up 0");
+                    tracing::error!(
+                        gpu = index,
+                        "GPU is lost (NVML GPU_IS_LOST); reporting gpu_up 0"
+                    );
                 }
                 self.lost_reading(index)
             }
@@ -311,8 +316,18 @@ impl NvmlSource {
         )?;
         let sm_clock = self.field(u, "sm_clock", device.clock_info(Clock::SM), errors)?;
         let mem_clock = self.field(u, "memory_clock", device.clock_info(Clock::Memory), errors)?;
-        let encoder = self.field(u, "encoder_utilization", device.encoder_utilization(), errors)?;
-        let decoder = self.field(u, "decoder_utilization", device.decoder_utilization(), errors)?;
+        let encoder = self.field(
+            u,
+            "encoder_utilization",
+            device.encoder_utilization(),
+            errors,
+        )?;
+        let decoder = self.field(
+            u,
+            "decoder_utilization",
+            device.decoder_utilization(),
+            errors,
+        )?;
         let throttle = self.field(
             u,
             "throttle_reasons",
@@ -441,7 +456,11 @@ impl NvmlSource {
                 | NvmlError::FunctionNotFound,
             ) => {
                 if self.logged_fields.insert((uuid.to_string(), field)) {
-                    tracing::info!(gpu_uuid = uuid, field, "not supported by this GPU or driver; its series is absent");
+                    tracing::info!(
+                        gpu_uuid = uuid,
+                        field,
+                        "not supported by this GPU or driver; its series is absent"
+                    );
                 }
                 Ok(None)
             }
@@ -521,7 +540,9 @@ fn register_xid_events(nvml: &'static Nvml) -> (Option<EventSet<'static>>, HashS
                 registered.clear();
                 let mut again = Vec::new();
                 for &prev in &registered_devices {
-                    let Ok(d) = nvml.device_by_index(prev) else { continue };
+                    let Ok(d) = nvml.device_by_index(prev) else {
+                        continue;
+                    };
                     let Ok(u) = d.uuid() else { continue };
                     match d.register_events(EventTypes::CRITICAL_XID_ERROR, set) {
                         Ok(kept) => {

@@ -13,7 +13,9 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use nvml_wrapper_sys::bindings::{nvmlDevice_t, nvmlReturn_t};
 
-use crate::state::{self, Dev, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NvmlResult, State, SUCCESS, UNKNOWN};
+use crate::state::{
+    self, Dev, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NvmlResult, SUCCESS, State, UNKNOWN,
+};
 
 mod device;
 mod events;

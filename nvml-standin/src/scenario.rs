@@ -6,9 +6,9 @@
 
 use std::f64::consts::TAU;
 
-use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
-use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::Deserialize;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 /// Longest name or UUID NVML hands out (its `*_V2_BUFFER_SIZE` minus the NUL).
 const MAX_NAME_LEN: usize = 95;
@@ -158,7 +158,9 @@ impl Gpu {
         let sampled = |f: &dyn Fn(f64) -> f64| {
             let n = (PERIOD / STEP) as usize;
             Value::Series(Series {
-                points: (0..=n).map(|k| (k as f64 * STEP, f(k as f64 * STEP))).collect(),
+                points: (0..=n)
+                    .map(|k| (k as f64 * STEP, f(k as f64 * STEP)))
+                    .collect(),
                 step: false,
                 repeat_seconds: Some(PERIOD),
             })
@@ -613,7 +615,11 @@ impl Scenario {
             if gpu.pci_bus_id.is_empty() {
                 const BUSES: [u32; 8] = [0x07, 0x0F, 0x47, 0x4E, 0x87, 0x90, 0xB7, 0xBD];
                 let bus = BUSES.get(i).copied().unwrap_or(0xC0 + i as u32 % 0x40);
-                gpu.pci_bus_id = Pci { bus, ..Pci::default() }.bus_id();
+                gpu.pci_bus_id = Pci {
+                    bus,
+                    ..Pci::default()
+                }
+                .bus_id();
             }
             gpu.pci = Pci::parse(&gpu.pci_bus_id).ok_or_else(|| {
                 format!(
@@ -640,7 +646,8 @@ impl Scenario {
             for (k, instance) in instances.into_iter().flatten().enumerate() {
                 let at = format!("{at}.mig.instances[{k}]");
                 if instance.uuid.is_empty() {
-                    instance.uuid = format!("MIG-5ca1ab1e-{i:04x}-{k:04x}-a11d-{:012x}", 0x51_0000 + i);
+                    instance.uuid =
+                        format!("MIG-5ca1ab1e-{i:04x}-{k:04x}-a11d-{:012x}", 0x51_0000 + i);
                 }
                 check_text(&format!("{at}.uuid"), &instance.uuid)?;
                 check_text(
@@ -709,7 +716,10 @@ mod tests {
     fn typo_names_the_field_and_position() {
         let err = Scenario::from_json("{\n  \"gpus\": [{\"utilisation_gpu_percent\": 5}]\n}")
             .expect_err("typo must fail");
-        assert!(err.contains("unknown field `utilisation_gpu_percent`"), "{err}");
+        assert!(
+            err.contains("unknown field `utilisation_gpu_percent`"),
+            "{err}"
+        );
         assert!(err.contains("line 2"), "{err}");
         let err = Scenario::from_json(r#"{"gpus": [{"power_usage_watts": {"point": []}}]}"#)
             .expect_err("typo in series must fail");
@@ -720,14 +730,35 @@ mod tests {
     #[test]
     fn bad_series_and_references_are_rejected() {
         for (json, needle) in [
-            (r#"{"gpus": [{"sm_clock_mhz": {"points": []}}]}"#, "must not be empty"),
-            (r#"{"gpus": [{"sm_clock_mhz": {"points": [[2, 1], [1, 1]]}}]}"#, "time order"),
+            (
+                r#"{"gpus": [{"sm_clock_mhz": {"points": []}}]}"#,
+                "must not be empty",
+            ),
+            (
+                r#"{"gpus": [{"sm_clock_mhz": {"points": [[2, 1], [1, 1]]}}]}"#,
+                "time order",
+            ),
             (r#"{"gpus": [{"sm_clock_mhz": "fast"}]}"#, "a number or"),
-            (r#"{"gpus": [{"throttle_reasons": ["slow"]}]}"#, "unknown variant `slow`"),
-            (r#"{"gpus": [{"unsupported": ["fan"]}]}"#, "unknown variant `fan`"),
-            (r#"{"gpus": [{"pci_bus_id": "1A:00.0"}]}"#, "gpus[0].pci_bus_id"),
-            (r#"{"gpus": [{"uuid": "GPU-1"}, {"uuid": "GPU-1"}]}"#, "used twice"),
-            (r#"{"gpus": [{"processes": [{"pid": 1, "mig_instance": 0}]}]}"#, "mig_instance"),
+            (
+                r#"{"gpus": [{"throttle_reasons": ["slow"]}]}"#,
+                "unknown variant `slow`",
+            ),
+            (
+                r#"{"gpus": [{"unsupported": ["fan"]}]}"#,
+                "unknown variant `fan`",
+            ),
+            (
+                r#"{"gpus": [{"pci_bus_id": "1A:00.0"}]}"#,
+                "gpus[0].pci_bus_id",
+            ),
+            (
+                r#"{"gpus": [{"uuid": "GPU-1"}, {"uuid": "GPU-1"}]}"#,
+                "used twice",
+            ),
+            (
+                r#"{"gpus": [{"processes": [{"pid": 1, "mig_instance": 0}]}]}"#,
+                "mig_instance",
+            ),
             (r#"{"init_error": "tired"}"#, "unknown variant `tired`"),
         ] {
             let err = Scenario::from_json(json).expect_err(json);
@@ -756,6 +787,21 @@ mod tests {
         .expect("valid");
         assert_eq!(s.gpus[0].throttle_mask(4.0), 0);
         assert_eq!(s.gpus[0].throttle_mask(6.0), 0x4 | 0x8);
+    }
+
+    /// Keeps the documented example honest.
+    #[test]
+    fn documented_example_parses() {
+        let doc = include_str!("../../docs/nvml-standin.md");
+        let example = doc
+            .split("### Example")
+            .nth(1)
+            .and_then(|rest| rest.split("```json").nth(1))
+            .and_then(|block| block.split("```").next())
+            .expect("docs/nvml-standin.md has an example");
+        let s = Scenario::from_json(example).expect("documented example is valid");
+        assert_eq!(s.gpus.len(), 3);
+        assert_eq!(s.gpus[2].mig_instances().len(), 2);
     }
 
     #[test]

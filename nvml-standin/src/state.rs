@@ -6,6 +6,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::{LazyLock, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
@@ -42,7 +43,9 @@ static STATE: LazyLock<Mutex<State>> = LazyLock::new(|| Mutex::new(State::new())
 /// Locks the global state. A poisoned lock is recovered: every mutation leaves the state
 /// consistent, and a panic must not turn into a permanently broken library.
 pub fn lock() -> MutexGuard<'static, State> {
-    STATE.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    STATE
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// A decoded device handle.
@@ -186,7 +189,11 @@ impl State {
             return;
         };
         let now = Instant::now();
-        if !force && file.last_check.is_some_and(|last| now.duration_since(last) < RECHECK) {
+        if !force
+            && file
+                .last_check
+                .is_some_and(|last| now.duration_since(last) < RECHECK)
+        {
             return;
         }
         file.last_check = Some(now);
@@ -213,7 +220,11 @@ impl State {
                 } else {
                     "no previous scenario, so nvmlInit fails with NVML_ERROR_UNKNOWN"
                 };
-                eprintln!("nvml-standin: scenario {path}: {error}; {consequence}");
+                // Not eprintln!: a closed stderr must not turn into a panic.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "nvml-standin: scenario {path}: {error}; {consequence}"
+                );
             }
         }
     }
@@ -311,7 +322,10 @@ impl State {
 
     pub fn free_event_set(&mut self, set: nvmlEventSet_t) -> NvmlResult {
         let id = Self::event_set_id(set)?;
-        self.event_sets.remove(&id).map(|_| ()).ok_or(INVALID_ARGUMENT)
+        self.event_sets
+            .remove(&id)
+            .map(|_| ())
+            .ok_or(INVALID_ARGUMENT)
     }
 
     pub fn register_events(&mut self, set: nvmlEventSet_t, gpu: usize, mask: u64) -> NvmlResult {

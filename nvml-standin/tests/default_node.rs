@@ -23,9 +23,14 @@ fn default_node_through_nvml_wrapper() {
     assert_eq!(nvml.device_count().expect("count"), 4);
 
     let mut uuids = HashSet::new();
-    for (i, bus) in ["00000000:07:00.0", "00000000:0F:00.0", "00000000:47:00.0", "00000000:4E:00.0"]
-        .into_iter()
-        .enumerate()
+    for (i, bus) in [
+        "00000000:07:00.0",
+        "00000000:0F:00.0",
+        "00000000:47:00.0",
+        "00000000:4E:00.0",
+    ]
+    .into_iter()
+    .enumerate()
     {
         let d = nvml.device_by_index(i as u32).expect("handle");
         assert_eq!(d.index().expect("index"), i as u32);
@@ -34,10 +39,22 @@ fn default_node_through_nvml_wrapper() {
         let uuid = d.uuid().expect("uuid");
         assert!(uuid.starts_with("GPU-"), "{uuid}");
         assert!(uuids.insert(uuid.clone()), "unique uuid");
-        assert_eq!(nvml.device_by_uuid(uuid.as_str()).expect("by uuid").index().expect("index"), i as u32);
+        assert_eq!(
+            nvml.device_by_uuid(uuid.as_str())
+                .expect("by uuid")
+                .index()
+                .expect("index"),
+            i as u32
+        );
         let pci = d.pci_info().expect("pci");
         assert_eq!(pci.bus_id, bus);
-        assert_eq!(nvml.device_by_pci_bus_id(bus).expect("by pci").index().expect("index"), i as u32);
+        assert_eq!(
+            nvml.device_by_pci_bus_id(bus)
+                .expect("by pci")
+                .index()
+                .expect("index"),
+            i as u32
+        );
 
         let util = d.utilization_rates().expect("utilization");
         assert!(util.gpu <= 100 && util.memory <= 100, "{util:?}");
@@ -54,7 +71,10 @@ fn default_node_through_nvml_wrapper() {
         assert!((30..=70).contains(&temp), "{temp} C");
 
         let sm = d.clock_info(Clock::SM).expect("sm clock");
-        assert!(sm == 1095 || sm == 1410 || (1095..=1410).contains(&sm), "{sm}");
+        assert!(
+            sm == 1095 || sm == 1410 || (1095..=1410).contains(&sm),
+            "{sm}"
+        );
         assert_eq!(d.clock_info(Clock::Memory).expect("mem clock"), 1593);
         assert_eq!(d.max_clock_info(Clock::SM).expect("max sm"), 1410);
         let enc = d.encoder_utilization().expect("encoder");
@@ -80,7 +100,10 @@ fn default_node_through_nvml_wrapper() {
         assert!(matches!(d.mig_device_by_index(0), Err(NvmlError::NotFound)));
         assert!(!d.mig_is_mig_device_handle().expect("is mig"));
         assert!(d.running_compute_processes().expect("processes").is_empty());
-        assert!(matches!(d.process_utilization_stats(None), Err(NvmlError::NotFound)));
+        assert!(matches!(
+            d.process_utilization_stats(None),
+            Err(NvmlError::NotFound)
+        ));
     }
 
     // Energy is integrated from power: monotonic, and about power x time.
@@ -90,11 +113,18 @@ fn default_node_through_nvml_wrapper() {
     let e2 = d.total_energy_consumption().expect("energy");
     let e3 = d.total_energy_consumption().expect("energy");
     assert!(e2 > e1 && e3 >= e2, "{e1} {e2} {e3}");
-    assert!((10_000..=160_000).contains(&(e2 - e1)), "{} mJ in 0.3 s", e2 - e1);
+    assert!(
+        (10_000..=160_000).contains(&(e2 - e1)),
+        "{} mJ in 0.3 s",
+        e2 - e1
+    );
 
     // No events on the default node: a wait times out.
     let set = d
-        .register_events(EventTypes::CRITICAL_XID_ERROR, nvml.create_event_set().expect("set"))
+        .register_events(
+            EventTypes::CRITICAL_XID_ERROR,
+            nvml.create_event_set().expect("set"),
+        )
         .expect("register");
     assert!(matches!(set.wait(50), Err(NvmlError::Timeout)));
     set.release_events().expect("free");

@@ -16,7 +16,10 @@ const PCI_DEVICE_ID: c_uint = 0x20B2_10DE;
 const PCI_SUBSYSTEM_ID: c_uint = 0x147F_10DE;
 
 #[unsafe(no_mangle)]
-pub unsafe extern "C" fn nvmlDeviceGetIndex(device: nvmlDevice_t, index: *mut c_uint) -> nvmlReturn_t {
+pub unsafe extern "C" fn nvmlDeviceGetIndex(
+    device: nvmlDevice_t,
+    index: *mut c_uint,
+) -> nvmlReturn_t {
     with_device(device, |st, dev| {
         let index = unsafe { out(index) }?;
         if st.target(dev)?.mig.is_some() {
@@ -72,7 +75,11 @@ pub unsafe extern "C" fn nvmlDeviceGetPciInfo_v3(
         // SAFETY: an all-zero nvmlPciInfo_t is valid (integers and char arrays).
         *pci = unsafe { std::mem::zeroed() };
         unsafe {
-            write_str(pci.busId.as_mut_ptr(), pci.busId.len() as c_uint, &addr.bus_id())?;
+            write_str(
+                pci.busId.as_mut_ptr(),
+                pci.busId.len() as c_uint,
+                &addr.bus_id(),
+            )?;
             write_str(
                 pci.busIdLegacy.as_mut_ptr(),
                 pci.busIdLegacy.len() as c_uint,
@@ -355,7 +362,11 @@ pub unsafe extern "C" fn nvmlDeviceGetDecoderUtilization(
     )
 }
 
-fn throttle_reasons(device: nvmlDevice_t, reasons: *mut c_ulonglong, supported: bool) -> nvmlReturn_t {
+fn throttle_reasons(
+    device: nvmlDevice_t,
+    reasons: *mut c_ulonglong,
+    supported: bool,
+) -> nvmlReturn_t {
     with_device(device, |st, dev| {
         let reasons = unsafe { out(reasons) }?;
         let t = st.now();

@@ -59,8 +59,12 @@ fn error_string(result: nvmlReturn_t) -> &'static CStr {
         nvmlReturn_enum_NVML_ERROR_CORRUPTED_INFOROM => c"Corrupted infoROM",
         nvmlReturn_enum_NVML_ERROR_GPU_IS_LOST => c"GPU is lost",
         nvmlReturn_enum_NVML_ERROR_RESET_REQUIRED => c"GPU requires restart",
-        nvmlReturn_enum_NVML_ERROR_OPERATING_SYSTEM => c"The operating system has blocked the request.",
-        nvmlReturn_enum_NVML_ERROR_LIB_RM_VERSION_MISMATCH => c"RM has detected an NVML/RM version mismatch.",
+        nvmlReturn_enum_NVML_ERROR_OPERATING_SYSTEM => {
+            c"The operating system has blocked the request."
+        }
+        nvmlReturn_enum_NVML_ERROR_LIB_RM_VERSION_MISMATCH => {
+            c"RM has detected an NVML/RM version mismatch."
+        }
         nvmlReturn_enum_NVML_ERROR_IN_USE => c"In use by another client",
         nvmlReturn_enum_NVML_ERROR_MEMORY => c"Insufficient Memory",
         nvmlReturn_enum_NVML_ERROR_NO_DATA => c"No data",
@@ -173,7 +177,8 @@ pub unsafe extern "C" fn nvmlDeviceGetHandleByPciBusId_v2(
 ) -> nvmlReturn_t {
     with_state(false, |st| {
         let device = unsafe { out(device) }?;
-        let text = std::str::from_utf8(unsafe { c_str(pci_bus_id) }?).map_err(|_| INVALID_ARGUMENT)?;
+        let text =
+            std::str::from_utf8(unsafe { c_str(pci_bus_id) }?).map_err(|_| INVALID_ARGUMENT)?;
         let wanted = Pci::parse(text).ok_or(INVALID_ARGUMENT)?;
         *device = find(st, |gpu, mig| mig.is_none() && gpu.pci == wanted)?.handle();
         Ok(())
@@ -206,11 +211,17 @@ fn find(
 ) -> NvmlResult<Dev> {
     for (gpu_index, gpu) in st.scenario()?.gpus.iter().enumerate() {
         if pred(gpu, None) {
-            return Ok(Dev { gpu: gpu_index, mig: None });
+            return Ok(Dev {
+                gpu: gpu_index,
+                mig: None,
+            });
         }
         for (m, instance) in gpu.mig_instances().iter().enumerate() {
             if pred(gpu, Some(instance)) {
-                return Ok(Dev { gpu: gpu_index, mig: Some(m) });
+                return Ok(Dev {
+                    gpu: gpu_index,
+                    mig: Some(m),
+                });
             }
         }
     }

@@ -62,7 +62,11 @@ pub unsafe extern "C" fn nvmlDeviceGetMigDeviceHandleByIndex(
         if slot >= gpu.mig_instances().len() {
             return Err(NOT_FOUND);
         }
-        *mig_device = Dev { gpu: dev.gpu, mig: Some(slot) }.handle();
+        *mig_device = Dev {
+            gpu: dev.gpu,
+            mig: Some(slot),
+        }
+        .handle();
         Ok(())
     })
 }
@@ -91,7 +95,11 @@ pub unsafe extern "C" fn nvmlDeviceGetDeviceHandleFromMigDeviceHandle(
             return Err(INVALID_ARGUMENT);
         }
         st.target(dev)?;
-        *device = Dev { gpu: dev.gpu, mig: None }.handle();
+        *device = Dev {
+            gpu: dev.gpu,
+            mig: None,
+        }
+        .handle();
         Ok(())
     })
 }

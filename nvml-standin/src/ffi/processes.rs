@@ -7,7 +7,9 @@ use nvml_wrapper_sys::bindings::*;
 
 use super::{out, percent, to_u64, with_device};
 use crate::scenario::Feature;
-use crate::state::{Dev, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED, NvmlResult, State};
+use crate::state::{
+    Dev, INSUFFICIENT_SIZE, INVALID_ARGUMENT, NOT_FOUND, NOT_SUPPORTED, NvmlResult, State,
+};
 
 /// NVML's "no MIG instance" marker in process records.
 const NO_INSTANCE: c_uint = u32::MAX;
@@ -26,7 +28,9 @@ fn processes(st: &State, dev: Dev) -> NvmlResult<Vec<nvmlProcessInfo_v2_t>> {
         .iter()
         .filter_map(|p| {
             // A process's MIG instance only exists while MIG is on.
-            let instance = p.mig_instance.and_then(|m| instances.get(m).map(|i| (m, i)));
+            let instance = p
+                .mig_instance
+                .and_then(|m| instances.get(m).map(|i| (m, i)));
             if dev.mig.is_some() && instance.map(|(m, _)| m) != dev.mig {
                 return None;
             }
@@ -103,9 +107,13 @@ pub unsafe extern "C" fn nvmlDeviceGetComputeRunningProcesses(
     })
 }
 
-/// One fresh sample per process, stamped now (µs since the Unix epoch, as NVML's CPU
-/// timestamps). Like NVML, no sample newer than `last_seen` is `NOT_FOUND`, and MIG
-/// devices do not support it.
+/// NVML samples per-process utilization periodically; a caller passing the last timestamp
+/// it saw gets nothing new until the next period.
+const SAMPLE_PERIOD_US: u64 = 167_000;
+
+/// The latest sample per process, stamped with the start of the current sampling period
+/// (µs since the Unix epoch, as NVML's CPU timestamps). Like NVML, no sample newer than
+/// `last_seen` is `NOT_FOUND`, and MIG devices do not support the query.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
     device: nvmlDevice_t,
@@ -119,6 +127,7 @@ pub unsafe extern "C" fn nvmlDeviceGetProcessUtilization(
         let now_us = SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
+        let now_us = now_us - now_us % SAMPLE_PERIOD_US;
         if gpu.processes.is_empty() || now_us <= last_seen {
             if count.is_null() {
                 return Err(INVALID_ARGUMENT);

@@ -1,0 +1,3 @@
+//! The external metrics API surface.
+
+pub mod status;

@@ -1,0 +1,9 @@
+//! gpuscale-adapter: serves `external.metrics.k8s.io/v1beta1` from PromQL so a stock
+//! HorizontalPodAutoscaler scales on GPU, latency, concurrency and forecast signals.
+
+pub mod api;
+pub mod auth;
+pub mod https;
+pub mod promql;
+pub mod selector;
+pub mod tls;

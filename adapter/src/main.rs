@@ -1,0 +1,5 @@
+//! Binary entry point.
+
+fn main() -> anyhow::Result<()> {
+    Ok(())
+}

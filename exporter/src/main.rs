@@ -1,5 +1,7 @@
 //! Binary entry point: flags, logging, signals.
 
+use std::io::IsTerminal;
+
 use clap::Parser;
 use gpuscale_exporter::Args;
 use tracing_subscriber::EnvFilter;
@@ -9,6 +11,8 @@ fn main() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(EnvFilter::try_new(&args.log).unwrap_or_else(|_| EnvFilter::new("info")))
         .with_target(false)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

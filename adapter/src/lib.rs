@@ -3,7 +3,11 @@
 
 pub mod api;
 pub mod auth;
+pub mod cache;
+pub mod config;
 pub mod https;
+pub mod metrics;
+pub mod prometheus;
 pub mod promql;
 pub mod selector;
 pub mod tls;

@@ -88,8 +88,86 @@ def main():
     sa = pod.get("serviceAccountName")
     check("ServiceAccount exists",
           any(s["metadata"]["name"] == sa for s in by_kind.get("ServiceAccount", [])), sa)
-    ns = {d["metadata"].get("namespace") for d in docs if d["kind"] != "Namespace"}
-    check("everything in the gpuscale namespace", ns == {"gpuscale"}, ns)
+    namespaced = [d for d in docs if d["kind"] not in CLUSTER_SCOPED]
+    misplaced = [(d["kind"], d["metadata"]["name"], d["metadata"].get("namespace")) for d in namespaced
+                 if d["metadata"].get("namespace") != "gpuscale"
+                 and not (d["kind"] == "RoleBinding" and d["metadata"]["name"] == "gpuscale-adapter-auth-reader"
+                          and d["metadata"].get("namespace") == "kube-system")]
+    check("namespaced objects in gpuscale (auth reader binding in kube-system)", not misplaced, misplaced)
+    check_adapter(docs, by_kind)
+
+
+CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService", "PriorityClass"}
+
+
+def check_adapter(docs, by_kind):
+    deps = [d for d in by_kind.get("Deployment", []) if d["metadata"]["name"] == "gpuscale-adapter"]
+    check("adapter Deployment exists", len(deps) == 1)
+    if not deps:
+        return
+    dep = deps[0]
+    pod = dep["spec"]["template"]["spec"]
+    labels = dep["spec"]["template"]["metadata"]["labels"]
+    check("adapter: 2 replicas", dep["spec"].get("replicas") == 2)
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    check("adapter: pod anti-affinity on hostname",
+          "kubernetes.io/hostname" in str(anti), anti)
+    pdbs = [p for p in by_kind.get("PodDisruptionBudget", [])
+            if all(labels.get(k) == v for k, v in p["spec"]["selector"]["matchLabels"].items())]
+    check("adapter: PodDisruptionBudget selects its pods", len(pdbs) == 1)
+    c = pod["containers"][0]
+    args = c.get("args", [])
+    check("adapter: serves HTTPS with files from a Secret", any(a.startswith("--tls-cert-file=") for a in args))
+    check("adapter: not anonymous", "--allow-anonymous" not in args)
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    listen = [a.split("=", 1)[1] for a in args if a.startswith("--listen-address=")]
+    check("adapter: listen address matches the https port",
+          listen and listen[0].endswith(f":{ports.get('https')}"), (listen, ports))
+    sc = c["securityContext"]
+    check("adapter: read-only root, no capabilities",
+          sc.get("readOnlyRootFilesystem") is True and sc.get("capabilities", {}).get("drop") == ["ALL"])
+    svc = [s for s in by_kind.get("Service", []) if s["metadata"]["name"] == "gpuscale-adapter"]
+    check("adapter Service exists", len(svc) == 1)
+    apis = by_kind.get("APIService", [])
+    check("one APIService for external.metrics.k8s.io", len(apis) == 1)
+    if svc and apis:
+        svc = svc[0]
+        api = apis[0]["spec"]
+        check("APIService: no insecureSkipTLSVerify", not api.get("insecureSkipTLSVerify"))
+        check("APIService names the adapter Service",
+              api["service"]["name"] == "gpuscale-adapter" and api["service"]["namespace"] == svc["metadata"]["namespace"])
+        sp = [p for p in svc["spec"]["ports"] if p["port"] == api["service"].get("port", 443)]
+        check("APIService port exists on the Service and targets https",
+              len(sp) == 1 and sp[0]["targetPort"] in ("https", ports.get("https")), sp)
+        check("adapter Service selects adapter pods",
+              all(labels.get(k) == v for k, v in svc["spec"]["selector"].items()))
+    sas = {(s["metadata"]["name"], s["metadata"]["namespace"]) for s in by_kind.get("ServiceAccount", [])}
+    for kind in ("RoleBinding", "ClusterRoleBinding"):
+        for b in by_kind.get(kind, []):
+            for sub in b.get("subjects", []):
+                if sub["kind"] != "ServiceAccount" or sub["namespace"] == "kube-system":
+                    continue
+                check(f"{kind} {b['metadata']['name']}: subject {sub['name']} exists",
+                      (sub["name"], sub["namespace"]) in sas)
+    roles = {r["metadata"]["name"] for r in by_kind.get("ClusterRole", [])}
+    for b in by_kind.get("ClusterRoleBinding", []):
+        ref = b["roleRef"]["name"]
+        check(f"ClusterRoleBinding {b['metadata']['name']} refers to a known role",
+              ref in roles or ref.startswith("system:"), ref)
+    cms = [m for m in by_kind.get("ConfigMap", []) if m["metadata"]["name"].startswith("gpuscale-adapter-config")]
+    vol = [v for v in pod["volumes"] if v["name"] == "config"][0]["configMap"]["name"]
+    check("adapter mounts the generated config map", cms and vol == cms[0]["metadata"]["name"], vol)
+    if cms:
+        import os, tempfile
+        adapter = os.path.join(ROOT, "target", "debug", "gpuscale-adapter")
+        if os.path.exists(adapter):
+            with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as f:
+                f.write(cms[0]["data"]["adapter-config.yaml"])
+            out = subprocess.run([adapter, "check-config", f.name], capture_output=True, text=True)
+            os.unlink(f.name)
+            check("shipped adapter config passes check-config", out.returncode == 0, out.stderr.strip())
+        else:
+            check("adapter binary built for check-config", False, adapter)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,9 @@
 pub mod api;
 pub mod auth;
 pub mod cache;
+pub mod cli;
 pub mod config;
+pub mod explain;
 pub mod https;
 pub mod metrics;
 pub mod prometheus;

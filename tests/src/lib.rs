@@ -43,6 +43,10 @@ pub fn exporter_bin() -> PathBuf {
     built("gpuscale-exporter")
 }
 
+pub fn adapter_bin() -> PathBuf {
+    built("gpuscale-adapter")
+}
+
 pub fn standin_lib() -> PathBuf {
     built("libnvidia_ml.so")
 }
@@ -396,4 +400,50 @@ pub fn url_encode(s: &str) -> String {
         }
     }
     out
+}
+
+/// Exporter (stand-in NVML with `scenario`) scraped every second by a real Prometheus that
+/// also evaluates `rules` (YAML text of a rule file, may be empty) every second.
+pub struct Pipeline {
+    pub exporter: Proc,
+    pub prometheus: Proc,
+}
+
+pub fn start_pipeline(scratch: &Scratch, scenario: &Path, rules: &str) -> Pipeline {
+    let exporter = start_exporter(scratch, Some(scenario), &["--collect-interval", "200ms"]);
+    let rules_file = scratch.path("rules.yml");
+    std::fs::write(&rules_file, if rules.is_empty() { "groups: []\n" } else { rules }).unwrap();
+    let config = format!(
+        "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\n\
+         scrape_configs:\n  - job_name: gpuscale-exporter\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n",
+        rules_file.display(),
+        exporter.addr
+    );
+    let prometheus = start_prometheus(scratch, &config, &[]);
+    let ok = wait_until(Duration::from_secs(30), || {
+        !prom_query(prometheus.addr, "gpu_utilization_ratio").is_empty()
+    });
+    assert!(ok, "prometheus never scraped the exporter:\n{}", prometheus.log_text());
+    Pipeline { exporter, prometheus }
+}
+
+/// Writes an adapter config pointing at `prometheus` with `metrics` (YAML list items text).
+pub fn write_adapter_config(scratch: &Scratch, prometheus: SocketAddr, cache_ttl: &str, metrics: &str) -> PathBuf {
+    let path = scratch.path("adapter.yaml");
+    std::fs::write(
+        &path,
+        format!("prometheus:\n  url: http://{prometheus}\n  timeout: 2s\ncache:\n  ttl: {cache_ttl}\nmetrics:\n{metrics}"),
+    )
+    .unwrap();
+    path
+}
+
+/// Runs a built binary to completion, returning (exit code, stdout, stderr).
+pub fn run_bin(bin: &Path, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(bin).args(args).env("NO_COLOR", "1").output().unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).to_string(),
+        String::from_utf8_lossy(&out.stderr).to_string(),
+    )
 }

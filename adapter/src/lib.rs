@@ -12,4 +12,5 @@ pub mod metrics;
 pub mod prometheus;
 pub mod promql;
 pub mod selector;
+pub mod serve;
 pub mod tls;

@@ -162,7 +162,7 @@ pub async fn external_metric(
     let requirements = selector::parse(label_selector).map_err(|e| Status::bad_request(e.to_string()))?;
     let ns = m.namespace_label.as_deref().map(|label| (label, namespace));
     let expr = promql::inject(&m.expr, ns, &requirements).map_err(|e| Status::bad_request(e.to_string()))?;
-    let query = expr.to_string();
+    let query = promql::render(&expr);
     let (answer, source) = state.cache.query(&query).await;
     state.metrics.observe_source(source);
     let answer = answer.map_err(|e| prometheus_status(&m.name, &e))?;

@@ -934,3 +934,59 @@ async fn requestheader_changes_in_the_cluster_are_followed() {
     }
     refresh.abort();
 }
+
+/// Collects everything logged, at every level, on this thread.
+#[derive(Clone, Default)]
+struct LogSink(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn tokens_and_keys_never_reach_the_logs() {
+    let sink = LogSink::default();
+    let writer = sink.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let cluster = Cluster::start().await;
+    let scratch = Scratch::new("auth-logs");
+    let source = cluster.serving_files(&scratch);
+    let server = Server::start(&source, cluster.auth_config().await).await;
+    let client = cluster.client(None);
+    for token in ["alice-token", "wrong-token"] {
+        let _ = call(client.get(server.url(METRIC_PATH)).bearer_auth(token)).await;
+    }
+    let _ = tls::server_config(&tls::CertSource::SelfSigned { hosts: vec![] }).unwrap();
+
+    let logs = String::from_utf8(sink.0.lock().unwrap().clone()).unwrap();
+    assert!(
+        logs.contains("SELF-SIGNED"),
+        "the logs are captured:\n{logs}"
+    );
+    // The kube client's own request traces are among them.
+    assert!(
+        logs.contains("tokenreviews"),
+        "kube client traces are captured"
+    );
+    for secret in ["alice-token", "wrong-token", "PRIVATE KEY"] {
+        assert!(!logs.contains(secret), "{secret} was logged:\n{logs}");
+    }
+    let tls::CertSource::Files { key, .. } = &source else {
+        unreachable!()
+    };
+    let key_pem = std::fs::read_to_string(key).unwrap();
+    let key_body = key_pem.lines().nth(1).unwrap();
+    assert!(!logs.contains(key_body));
+}

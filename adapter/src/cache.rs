@@ -14,7 +14,10 @@ use crate::prometheus::{Client, Error, QueryResult};
 type Pending = Shared<BoxFuture<'static, Result<Arc<QueryResult>, Error>>>;
 
 enum Slot {
-    Ready { at: Instant, value: Arc<QueryResult> },
+    Ready {
+        at: Instant,
+        value: Arc<QueryResult>,
+    },
     InFlight(Pending),
 }
 

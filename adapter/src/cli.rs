@@ -74,7 +74,11 @@ pub struct ServeArgs {
     #[arg(long, requires = "tls_cert_file")]
     pub tls_private_key_file: Option<PathBuf>,
     /// Names for the self-signed certificate.
-    #[arg(long, value_delimiter = ',', default_value = "localhost,127.0.0.1,gpuscale-adapter.gpuscale.svc")]
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "localhost,127.0.0.1,gpuscale-adapter.gpuscale.svc"
+    )]
     pub self_signed_hosts: Vec<String>,
     /// CA that signs the aggregator's front-proxy client certificate. Without it (and
     /// without --requestheader-from-cluster) only bearer tokens authenticate.
@@ -136,15 +140,25 @@ pub fn check_config(file: &std::path::Path) -> Result<String, Error> {
             Some(l) => format!("namespaced by {l}"),
             None => "cluster-wide".to_string(),
         };
-        out.push_str(&format!("  {:<32} {ns:<28} {}\n", m.name.to_ascii_lowercase(), m.query));
+        out.push_str(&format!(
+            "  {:<32} {ns:<28} {}\n",
+            m.name.to_ascii_lowercase(),
+            m.query
+        ));
     }
     Ok(out)
 }
 
 /// `query`: the JSON the HPA would receive (or the Status it would get).
-pub async fn query(config: &std::path::Path, metric: &str, namespace: &str, selector: &str) -> Result<(bool, String), Error> {
+pub async fn query(
+    config: &std::path::Path,
+    metric: &str,
+    namespace: &str,
+    selector: &str,
+) -> Result<(bool, String), Error> {
     let state = state(config::load(config)?)?;
-    let answer = api::external_metric(&state, namespace, &metric.to_ascii_lowercase(), selector).await;
+    let answer =
+        api::external_metric(&state, namespace, &metric.to_ascii_lowercase(), selector).await;
     let (ok, json) = match answer {
         Ok(list) => (true, serde_json::to_string_pretty(&list)),
         Err(status) => (false, serde_json::to_string_pretty(&status)),
@@ -153,7 +167,11 @@ pub async fn query(config: &std::path::Path, metric: &str, namespace: &str, sele
 }
 
 /// `explain`: a table of metrics, values, targets and proposals, and the HPA's choice.
-pub async fn explain(config: &std::path::Path, hpa_file: &std::path::Path, current: Option<i32>) -> Result<String, Error> {
+pub async fn explain(
+    config: &std::path::Path,
+    hpa_file: &std::path::Path,
+    current: Option<i32>,
+) -> Result<String, Error> {
     let text = std::fs::read_to_string(hpa_file)
         .map_err(|e| Error::Other(format!("cannot read {}: {e}", hpa_file.display())))?;
     let hpa = explain::parse_hpa(&hpa_file.display().to_string(), &text)?;
@@ -161,28 +179,58 @@ pub async fn explain(config: &std::path::Path, hpa_file: &std::path::Path, curre
     let current = current.unwrap_or(hpa.min_replicas);
     let mut out = format!(
         "HPA {}/{}: minReplicas {}, maxReplicas {}, current replicas {current} (tolerance {})\n",
-        hpa.namespace, hpa.name, hpa.min_replicas, hpa.max_replicas, explain::TOLERANCE
+        hpa.namespace,
+        hpa.name,
+        hpa.min_replicas,
+        hpa.max_replicas,
+        explain::TOLERANCE
     );
-    out.push_str(&format!("{:<28} {:<30} {:>12} {:>22} {:>9}\n", "METRIC", "SELECTOR", "VALUE", "TARGET", "REPLICAS"));
+    out.push_str(&format!(
+        "{:<28} {:<30} {:>12} {:>22} {:>9}\n",
+        "METRIC", "SELECTOR", "VALUE", "TARGET", "REPLICAS"
+    ));
     let mut proposals = Vec::new();
     for m in &hpa.external {
-        let answer = api::external_metric(&state, &hpa.namespace, &m.name.to_ascii_lowercase(), &m.selector).await;
+        let answer = api::external_metric(
+            &state,
+            &hpa.namespace,
+            &m.name.to_ascii_lowercase(),
+            &m.selector,
+        )
+        .await;
         let (value_text, proposal) = match answer {
             Ok(list) => {
                 // The HPA controller sums every item of the list.
-                let total: f64 = list.items.iter().map(|i| explain::parse_quantity(&i.value)).sum();
+                let total: f64 = list
+                    .items
+                    .iter()
+                    .map(|i| explain::parse_quantity(&i.value))
+                    .sum();
                 let p = explain::replicas_for(total, m.target, current);
                 proposals.push(p);
                 (format!("{total:.3}"), p.to_string())
             }
-            Err(status) => (format!("error {}", status.code()), format!("- ({})", status.message().chars().take(60).collect::<String>())),
+            Err(status) => (
+                format!("error {}", status.code()),
+                format!(
+                    "- ({})",
+                    status.message().chars().take(60).collect::<String>()
+                ),
+            ),
         };
         let target = match m.target {
             Target::Value(v) => format!("Value {v}"),
             Target::AverageValue(v) => format!("AverageValue {v}/replica"),
         };
-        let selector = if m.selector.is_empty() { "(none)" } else { &m.selector };
-        out.push_str(&format!("{:<28} {:<30} {:>12} {:>22} {:>9}\n", m.name, selector, value_text, target, proposal));
+        let selector = if m.selector.is_empty() {
+            "(none)"
+        } else {
+            &m.selector
+        };
+        out.push_str(&format!(
+            "{:<28} {:<30} {:>12} {:>22} {:>9}\n",
+            m.name, selector, value_text, target, proposal
+        ));
     }
     if !hpa.other_metrics.is_empty() {
         out.push_str(&format!(
@@ -191,9 +239,12 @@ pub async fn explain(config: &std::path::Path, hpa_file: &std::path::Path, curre
         ));
     }
     if proposals.is_empty() {
-        out.push_str("no External metric could be read: the HPA would keep its current replica count\n");
+        out.push_str(
+            "no External metric could be read: the HPA would keep its current replica count\n",
+        );
     } else {
-        let desired = explain::desired_replicas(&proposals, hpa.min_replicas, hpa.max_replicas, current);
+        let desired =
+            explain::desired_replicas(&proposals, hpa.min_replicas, hpa.max_replicas, current);
         let missing = hpa.external.len() - proposals.len();
         out.push_str(&format!(
             "desired replicas: {desired} (largest proposal, clamped to [{}, {}]){}\n",
@@ -205,7 +256,9 @@ pub async fn explain(config: &std::path::Path, hpa_file: &std::path::Path, curre
                 ""
             }
         ));
-        out.push_str("before behavior policies and the scale-down stabilization window (default 300 s)\n");
+        out.push_str(
+            "before behavior policies and the scale-down stabilization window (default 300 s)\n",
+        );
     }
     Ok(out)
 }

@@ -178,18 +178,31 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
             p.url.referenced.line(),
             p.url.referenced.column(),
             String::new(),
-            format!("prometheus.url must be http:// or https://, not {}://", url.scheme()),
+            format!(
+                "prometheus.url must be http:// or https://, not {}://",
+                url.scheme()
+            ),
         ));
     }
     let timeout = match &p.timeout {
         Some(t) => parse_duration(&t.value).map_err(|m| {
-            err(t.referenced.line(), t.referenced.column(), String::new(), format!("prometheus.timeout: {m}"))
+            err(
+                t.referenced.line(),
+                t.referenced.column(),
+                String::new(),
+                format!("prometheus.timeout: {m}"),
+            )
         })?,
         None => Duration::from_secs(5),
     };
     for name in p.headers.keys() {
         if reqwest::header::HeaderName::from_bytes(name.as_bytes()).is_err() {
-            return Err(err(0, 0, String::new(), format!("prometheus.headers: {name:?} is not a valid HTTP header name")));
+            return Err(err(
+                0,
+                0,
+                String::new(),
+                format!("prometheus.headers: {name:?} is not a valid HTTP header name"),
+            ));
         }
     }
     let prometheus = PrometheusConfig {
@@ -203,13 +216,23 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
     let cache_ttl = match &raw.cache.ttl {
         Some(t) if t.value.trim() == "0" || t.value.trim() == "0s" => Duration::ZERO,
         Some(t) => parse_duration(&t.value).map_err(|m| {
-            err(t.referenced.line(), t.referenced.column(), String::new(), format!("cache.ttl: {m}"))
+            err(
+                t.referenced.line(),
+                t.referenced.column(),
+                String::new(),
+                format!("cache.ttl: {m}"),
+            )
         })?,
         None => Duration::from_secs(1),
     };
 
     if raw.metrics.is_empty() {
-        return Err(err(0, 0, String::new(), "metrics: the list is empty; configure at least one metric".into()));
+        return Err(err(
+            0,
+            0,
+            String::new(),
+            "metrics: the list is empty; configure at least one metric".into(),
+        ));
     }
     let mut metrics = Vec::with_capacity(raw.metrics.len());
     let mut by_name = HashMap::with_capacity(raw.metrics.len());
@@ -220,7 +243,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
         if let Err(why) = validate_metric_name(&name) {
             return Err(err(at.line(), at.column(), ctx, why));
         }
-        if by_name.insert(name.to_ascii_lowercase(), metrics.len()).is_some() {
+        if by_name
+            .insert(name.to_ascii_lowercase(), metrics.len())
+            .is_some()
+        {
             return Err(err(
                 at.line(),
                 at.column(),
@@ -230,7 +256,12 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
         }
         let q = &m.query;
         let expr = promql::parse(&q.value).map_err(|e| {
-            err(q.referenced.line(), q.referenced.column(), ctx.clone(), format!("query: {e}"))
+            err(
+                q.referenced.line(),
+                q.referenced.column(),
+                ctx.clone(),
+                format!("query: {e}"),
+            )
         })?;
         match expr.value_type() {
             ValueType::Vector | ValueType::Scalar => {}
@@ -239,7 +270,9 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
                     q.referenced.line(),
                     q.referenced.column(),
                     ctx,
-                    format!("query returns a {other}; it must return an instant vector or a scalar (wrap a range in e.g. avg_over_time)"),
+                    format!(
+                        "query returns a {other}; it must return an instant vector or a scalar (wrap a range in e.g. avg_over_time)"
+                    ),
                 ));
             }
         }
@@ -260,7 +293,10 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
                         l.referenced.line(),
                         l.referenced.column(),
                         ctx,
-                        format!("namespaceLabel {:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)", l.value),
+                        format!(
+                            "namespaceLabel {:?} is not a Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*)",
+                            l.value
+                        ),
                     ));
                 }
                 Some(l.value.clone())
@@ -296,7 +332,10 @@ fn validate_metric_name(name: &str) -> Result<(), String> {
     if name.len() > 253 {
         return Err("name is longer than 253 characters".into());
     }
-    match name.chars().find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':'))) {
+    match name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | ':')))
+    {
         Some(c) => Err(format!(
             "name has {c:?}; use letters, digits, '_', '-', '.' or ':' (it becomes a URL path segment)"
         )),
@@ -370,9 +409,15 @@ metrics:
         assert_eq!(q.name, "Queue_Depth");
         assert_eq!(q.empty_result, EmptyResult::Zero);
         assert_eq!(q.namespace_label.as_deref(), Some("namespace"));
-        assert_eq!(c.metric("cluster_gpu_shortfall").and_then(|m| m.namespace_label.clone()), None);
         assert_eq!(
-            c.metric("tenant_latency").and_then(|m| m.namespace_label.clone()).as_deref(),
+            c.metric("cluster_gpu_shortfall")
+                .and_then(|m| m.namespace_label.clone()),
+            None
+        );
+        assert_eq!(
+            c.metric("tenant_latency")
+                .and_then(|m| m.namespace_label.clone())
+                .as_deref(),
             Some("exported_namespace")
         );
         assert!(c.metric("nope").is_none());
@@ -391,7 +436,12 @@ metrics:
     #[test]
     fn range_queries_unknown_fields_and_duplicates_are_rejected() {
         let range = "prometheus:\n  url: http://p:9090\nmetrics:\n  - name: r\n    query: x[5m]\n";
-        assert!(parse("f", range).expect_err("range").message.contains("instant vector"));
+        assert!(
+            parse("f", range)
+                .expect_err("range")
+                .message
+                .contains("instant vector")
+        );
         let typo = "prometheus:\n  url: http://p:9090\nmetrics:\n  - name: r\n    qeury: up\n";
         let e = parse("f", typo).expect_err("typo");
         assert!(e.message.contains("qeury"), "{e}");
@@ -401,13 +451,33 @@ metrics:
         assert!(e.message.contains("twice"), "{e}");
         assert_eq!(e.line, 6);
         let url = "prometheus:\n  url: ftp://p\nmetrics:\n  - name: a\n    query: up\n";
-        assert!(parse("f", url).expect_err("scheme").message.contains("http"));
+        assert!(
+            parse("f", url)
+                .expect_err("scheme")
+                .message
+                .contains("http")
+        );
         let label = "prometheus:\n  url: http://p\nmetrics:\n  - name: a\n    query: up\n    namespaceLabel: exported-namespace\n";
-        assert!(parse("f", label).expect_err("label").message.contains("label name"));
+        assert!(
+            parse("f", label)
+                .expect_err("label")
+                .message
+                .contains("label name")
+        );
         let name = "prometheus:\n  url: http://p\nmetrics:\n  - name: a/b\n    query: up\n";
-        assert!(parse("f", name).expect_err("name").message.contains("path segment"));
+        assert!(
+            parse("f", name)
+                .expect_err("name")
+                .message
+                .contains("path segment")
+        );
         let empty = "prometheus:\n  url: http://p\nmetrics: []\n";
-        assert!(parse("f", empty).expect_err("empty").message.contains("at least one"));
+        assert!(
+            parse("f", empty)
+                .expect_err("empty")
+                .message
+                .contains("at least one")
+        );
     }
 
     #[test]

@@ -60,17 +60,26 @@ pub fn parse_hpa(file: &str, text: &str) -> Result<HpaSpec, Error> {
         file: file.to_string(),
         message,
     };
-    let spec = hpa.spec.ok_or_else(|| invalid("the HPA has no spec".into()))?;
+    let spec = hpa
+        .spec
+        .ok_or_else(|| invalid("the HPA has no spec".into()))?;
     let mut external = Vec::new();
     let mut other_metrics = Vec::new();
     for (i, m) in spec.metrics.unwrap_or_default().into_iter().enumerate() {
-        let MetricSpec { type_, external: ext, .. } = m;
+        let MetricSpec {
+            type_,
+            external: ext,
+            ..
+        } = m;
         let Some(ext) = ext.filter(|_| type_ == "External") else {
             other_metrics.push(type_);
             continue;
         };
         let target = match ext.target.type_.as_str() {
-            "Value" => ext.target.value.map(|q| Target::Value(parse_quantity(&q.0))),
+            "Value" => ext
+                .target
+                .value
+                .map(|q| Target::Value(parse_quantity(&q.0))),
             "AverageValue" => ext
                 .target
                 .average_value
@@ -83,8 +92,13 @@ pub fn parse_hpa(file: &str, text: &str) -> Result<HpaSpec, Error> {
             }
         };
         let target = match target {
-            Some(Target::Value(v)) | Some(Target::AverageValue(v)) if !v.is_finite() || v <= 0.0 => {
-                return Err(invalid(format!("metrics[{i}] ({}): the target must be a positive quantity", ext.metric.name)));
+            Some(Target::Value(v)) | Some(Target::AverageValue(v))
+                if !v.is_finite() || v <= 0.0 =>
+            {
+                return Err(invalid(format!(
+                    "metrics[{i}] ({}): the target must be a positive quantity",
+                    ext.metric.name
+                )));
             }
             Some(t) => t,
             None => {
@@ -92,12 +106,21 @@ pub fn parse_hpa(file: &str, text: &str) -> Result<HpaSpec, Error> {
                     "metrics[{i}] ({}): target type {} needs its `{}` field",
                     ext.metric.name,
                     ext.target.type_,
-                    if ext.target.type_ == "Value" { "value" } else { "averageValue" }
+                    if ext.target.type_ == "Value" {
+                        "value"
+                    } else {
+                        "averageValue"
+                    }
                 )));
             }
         };
         external.push(ExternalMetric {
-            selector: ext.metric.selector.as_ref().map(selector_string).unwrap_or_default(),
+            selector: ext
+                .metric
+                .selector
+                .as_ref()
+                .map(selector_string)
+                .unwrap_or_default(),
             name: ext.metric.name,
             target,
         });
@@ -132,7 +155,11 @@ pub fn selector_string(s: &LabelSelector) -> String {
         parts.push((e.key, text));
     }
     parts.sort();
-    parts.into_iter().map(|(_, t)| t).collect::<Vec<_>>().join(",")
+    parts
+        .into_iter()
+        .map(|(_, t)| t)
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// A Kubernetes quantity (`500m`, `2`, `1.5k`, `1Gi`, `2e3`) as a number.
@@ -158,7 +185,13 @@ pub fn parse_quantity(q: &str) -> f64 {
         if let Some(number) = q.strip_suffix(suffix) {
             return number
                 .parse::<f64>()
-                .map(|n| if factor < 0.0 { n / -factor } else { n * factor })
+                .map(|n| {
+                    if factor < 0.0 {
+                        n / -factor
+                    } else {
+                        n * factor
+                    }
+                })
                 .unwrap_or(f64::NAN);
         }
     }
@@ -298,7 +331,10 @@ spec:
         assert_eq!(hpa.namespace, "serving");
         assert_eq!((hpa.min_replicas, hpa.max_replicas), (2, 12));
         assert_eq!(hpa.external.len(), 2);
-        assert_eq!(hpa.external[0].selector, "!canary,tier in (a,b),workload=llm");
+        assert_eq!(
+            hpa.external[0].selector,
+            "!canary,tier in (a,b),workload=llm"
+        );
         assert_eq!(hpa.external[0].target, Target::Value(0.7));
         assert_eq!(hpa.external[1].target, Target::AverageValue(4.0));
         assert_eq!(hpa.other_metrics, vec!["Resource".to_string()]);

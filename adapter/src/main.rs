@@ -17,7 +17,10 @@ fn main() -> ExitCode {
         .init();
     // One crypto provider for rustls, kube and reqwest alike (see DESIGN.md).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("gpuscale-adapter: cannot start the runtime: {e}");
@@ -26,7 +29,9 @@ fn main() -> ExitCode {
     };
     let result = runtime.block_on(async move {
         match cli.command {
-            Command::Serve(args) => gpuscale_adapter::serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => gpuscale_adapter::serve::run(args)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::CheckConfig { file } => cli::check_config(&file).map(|text| {
                 print!("{text}");
                 ExitCode::SUCCESS
@@ -36,18 +41,26 @@ fn main() -> ExitCode {
                 namespace,
                 selector,
                 config,
-            } => cli::query(&config, &metric, &namespace, &selector).await.map(|(ok, json)| {
-                println!("{json}");
-                if ok { ExitCode::SUCCESS } else { ExitCode::from(3) }
-            }),
+            } => cli::query(&config, &metric, &namespace, &selector)
+                .await
+                .map(|(ok, json)| {
+                    println!("{json}");
+                    if ok {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::from(3)
+                    }
+                }),
             Command::Explain {
                 hpa,
                 config,
                 current_replicas,
-            } => cli::explain(&config, &hpa, current_replicas).await.map(|text| {
-                print!("{text}");
-                ExitCode::SUCCESS
-            }),
+            } => cli::explain(&config, &hpa, current_replicas)
+                .await
+                .map(|text| {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }),
         }
     });
     match result {

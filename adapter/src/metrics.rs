@@ -41,7 +41,9 @@ impl AdapterMetrics {
             "External metric requests by metric and HTTP status code.",
             requests.clone(),
         );
-        let duration = Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0]);
+        let duration = Histogram::new([
+            0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+        ]);
         registry.register(
             "gpuscale_adapter_request_duration_seconds",
             "Time to answer an external metric request, Prometheus included.",
@@ -85,9 +87,13 @@ impl AdapterMetrics {
     pub fn encode(&self) -> String {
         let mut out = String::new();
         let configured = self.configured.load(Ordering::Relaxed);
-        out.push_str("# HELP gpuscale_adapter_configured_metrics External metrics in the loaded config.\n");
+        out.push_str(
+            "# HELP gpuscale_adapter_configured_metrics External metrics in the loaded config.\n",
+        );
         out.push_str("# TYPE gpuscale_adapter_configured_metrics gauge\n");
-        out.push_str(&format!("gpuscale_adapter_configured_metrics {configured}\n"));
+        out.push_str(&format!(
+            "gpuscale_adapter_configured_metrics {configured}\n"
+        ));
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.push_str("# EOF\n");
         }

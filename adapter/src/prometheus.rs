@@ -153,7 +153,10 @@ impl Client {
         }
         let response = request.send().await.map_err(|e| self.transport_error(&e))?;
         let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| self.transport_error(&e))?;
+        let bytes = response
+            .bytes()
+            .await
+            .map_err(|e| self.transport_error(&e))?;
         // Prometheus answers 400/422 with a JSON error body; anything else non-2xx is
         // something in between (a proxy, an auth gateway).
         let parsed: Result<ApiResponse, _> = serde_json::from_slice(&bytes);
@@ -205,12 +208,22 @@ fn form_encode(pairs: &[(&str, &str)]) -> String {
 fn encode_component(s: &str, out: &mut String) {
     for b in s.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
             b' ' => out.push('+'),
             _ => {
                 out.push('%');
-                out.push(char::from_digit(u32::from(b >> 4), 16).unwrap_or('0').to_ascii_uppercase());
-                out.push(char::from_digit(u32::from(b & 0xf), 16).unwrap_or('0').to_ascii_uppercase());
+                out.push(
+                    char::from_digit(u32::from(b >> 4), 16)
+                        .unwrap_or('0')
+                        .to_ascii_uppercase(),
+                );
+                out.push(
+                    char::from_digit(u32::from(b & 0xf), 16)
+                        .unwrap_or('0')
+                        .to_ascii_uppercase(),
+                );
             }
         }
     }
@@ -268,7 +281,8 @@ fn decode(data: Option<ApiData>) -> Result<QueryResult, Error> {
         Some(ApiData::Scalar((ts, v))) => push(BTreeMap::new(), ts, &v),
         Some(ApiData::Matrix(_)) | Some(ApiData::String(_)) => {
             return Err(Error::Decode(
-                "the query returned a range vector or string, not an instant vector or scalar".into(),
+                "the query returned a range vector or string, not an instant vector or scalar"
+                    .into(),
             ));
         }
         None => return Err(Error::Decode("success without data".into())),
@@ -292,7 +306,10 @@ mod tests {
         let r = decode(v.data).expect("decodes");
         assert_eq!(r.samples.len(), 1);
         assert_eq!(r.samples[0].value, 0.42);
-        assert_eq!(r.samples[0].labels.get("gpu").map(String::as_str), Some("0"));
+        assert_eq!(
+            r.samples[0].labels.get("gpu").map(String::as_str),
+            Some("0")
+        );
         assert!(!r.samples[0].labels.contains_key("__name__"));
         assert_eq!(r.dropped_non_finite, 2);
         let s: ApiResponse = serde_json::from_str(

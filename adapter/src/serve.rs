@@ -46,7 +46,12 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
 
     let metrics_listener = tokio::net::TcpListener::bind(args.metrics_address)
         .await
-        .map_err(|e| Error::Other(format!("cannot listen on --metrics-address {}: {e}", args.metrics_address)))?;
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot listen on --metrics-address {}: {e}",
+                args.metrics_address
+            ))
+        })?;
     let metrics_app = metrics_router(state.clone());
     tokio::spawn(async move {
         if let Err(e) = axum::serve(metrics_listener, metrics_app).await {
@@ -56,8 +61,15 @@ pub async fn run(args: ServeArgs) -> Result<(), Error> {
 
     let listener = tokio::net::TcpListener::bind(args.listen_address)
         .await
-        .map_err(|e| Error::Other(format!("cannot listen on --listen-address {}: {e}", args.listen_address)))?;
-    let local = listener.local_addr().map_err(|e| Error::Other(e.to_string()))?;
+        .map_err(|e| {
+            Error::Other(format!(
+                "cannot listen on --listen-address {}: {e}",
+                args.listen_address
+            ))
+        })?;
+    let local = listener
+        .local_addr()
+        .map_err(|e| Error::Other(e.to_string()))?;
     tracing::info!(address = %local, metrics_address = %args.metrics_address, "serving external.metrics.k8s.io/v1beta1 over HTTPS");
     https::serve(listener, tls_config, app, shutdown_signal())
         .await
@@ -81,9 +93,14 @@ async fn build_auth(args: &ServeArgs) -> Result<Arc<Auth>, Error> {
     })?;
     let mut request_header = match &args.requestheader_client_ca_file {
         Some(file) => {
-            let pem = std::fs::read_to_string(file)
-                .map_err(|e| Error::Other(format!("cannot read --requestheader-client-ca-file {}: {e}", file.display())))?;
-            let mut c = RequestHeaderConfig::from_pem(&pem).map_err(|e| Error::Other(e.to_string()))?;
+            let pem = std::fs::read_to_string(file).map_err(|e| {
+                Error::Other(format!(
+                    "cannot read --requestheader-client-ca-file {}: {e}",
+                    file.display()
+                ))
+            })?;
+            let mut c =
+                RequestHeaderConfig::from_pem(&pem).map_err(|e| Error::Other(e.to_string()))?;
             c.allowed_names = args.requestheader_allowed_names.clone();
             Some(c)
         }
@@ -115,7 +132,10 @@ fn metrics_router(state: Arc<AppState>) -> Router {
                 let state = state.clone();
                 async move {
                     (
-                        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+                        [(
+                            header::CONTENT_TYPE,
+                            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+                        )],
                         state.metrics.encode(),
                     )
                         .into_response()

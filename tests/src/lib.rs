@@ -414,7 +414,15 @@ pub struct Pipeline {
 pub fn start_pipeline(scratch: &Scratch, scenario: &Path, rules: &str) -> Pipeline {
     let exporter = start_exporter(scratch, Some(scenario), &["--collect-interval", "200ms"]);
     let rules_file = scratch.path("rules.yml");
-    std::fs::write(&rules_file, if rules.is_empty() { "groups: []\n" } else { rules }).unwrap();
+    std::fs::write(
+        &rules_file,
+        if rules.is_empty() {
+            "groups: []\n"
+        } else {
+            rules
+        },
+    )
+    .unwrap();
     let config = format!(
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files: ['{}']\n\
          scrape_configs:\n  - job_name: gpuscale-exporter\n    honor_labels: true\n    static_configs:\n      - targets: ['{}']\n",
@@ -425,12 +433,24 @@ pub fn start_pipeline(scratch: &Scratch, scenario: &Path, rules: &str) -> Pipeli
     let ok = wait_until(Duration::from_secs(30), || {
         !prom_query(prometheus.addr, "gpu_utilization_ratio").is_empty()
     });
-    assert!(ok, "prometheus never scraped the exporter:\n{}", prometheus.log_text());
-    Pipeline { exporter, prometheus }
+    assert!(
+        ok,
+        "prometheus never scraped the exporter:\n{}",
+        prometheus.log_text()
+    );
+    Pipeline {
+        exporter,
+        prometheus,
+    }
 }
 
 /// Writes an adapter config pointing at `prometheus` with `metrics` (YAML list items text).
-pub fn write_adapter_config(scratch: &Scratch, prometheus: SocketAddr, cache_ttl: &str, metrics: &str) -> PathBuf {
+pub fn write_adapter_config(
+    scratch: &Scratch,
+    prometheus: SocketAddr,
+    cache_ttl: &str,
+    metrics: &str,
+) -> PathBuf {
     let path = scratch.path("adapter.yaml");
     std::fs::write(
         &path,
@@ -442,7 +462,11 @@ pub fn write_adapter_config(scratch: &Scratch, prometheus: SocketAddr, cache_ttl
 
 /// Runs a built binary to completion, returning (exit code, stdout, stderr).
 pub fn run_bin(bin: &Path, args: &[&str]) -> (i32, String, String) {
-    let out = Command::new(bin).args(args).env("NO_COLOR", "1").output().unwrap();
+    let out = Command::new(bin)
+        .args(args)
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).to_string(),

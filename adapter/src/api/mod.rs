@@ -20,7 +20,7 @@ use serde_json::json;
 use crate::cache::QueryCache;
 use crate::config::{Config, EmptyResult};
 use crate::metrics::AdapterMetrics;
-use crate::{promql, prometheus, selector};
+use crate::{prometheus, promql, selector};
 use status::Status;
 
 pub const GROUP: &str = "external.metrics.k8s.io";
@@ -59,7 +59,10 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route("/apis", get(api_group_list))
         .route("/apis/external.metrics.k8s.io", get(api_group))
-        .route("/apis/external.metrics.k8s.io/v1beta1", get(api_resource_list))
+        .route(
+            "/apis/external.metrics.k8s.io/v1beta1",
+            get(api_resource_list),
+        )
         .route(
             "/apis/external.metrics.k8s.io/v1beta1/namespaces/{namespace}/{metric}",
             get(external_metric_handler),
@@ -76,7 +79,10 @@ async fn ok() -> &'static str {
 }
 
 async fn not_found(uri: axum::http::Uri) -> Status {
-    Status::not_found(format!("the server could not find the requested resource {}", uri.path()))
+    Status::not_found(format!(
+        "the server could not find the requested resource {}",
+        uri.path()
+    ))
 }
 
 fn group_json() -> serde_json::Value {
@@ -125,16 +131,21 @@ async fn external_metric_handler(
     Query(params): Query<HashMap<String, String>>,
 ) -> Response {
     let started = Instant::now();
-    let selector = params.get("labelSelector").map(String::as_str).unwrap_or("");
+    let selector = params
+        .get("labelSelector")
+        .map(String::as_str)
+        .unwrap_or("");
     let result = external_metric(&state, &namespace, &metric, selector).await;
     let code = match &result {
         Ok(_) => 200,
         Err(s) => s.code(),
     };
     let known = state.config.metric(&metric).map(|m| m.name.clone());
-    state
-        .metrics
-        .observe_request(known.as_deref().unwrap_or("unknown"), code, started.elapsed());
+    state.metrics.observe_request(
+        known.as_deref().unwrap_or("unknown"),
+        code,
+        started.elapsed(),
+    );
     match result {
         Ok(list) => ([(header::CONTENT_TYPE, "application/json")], Json(list)).into_response(),
         Err(status) => status.into_response(),
@@ -159,9 +170,11 @@ pub async fn external_metric(
     if let Err(why) = validate_namespace(namespace) {
         return Err(Status::bad_request(why));
     }
-    let requirements = selector::parse(label_selector).map_err(|e| Status::bad_request(e.to_string()))?;
+    let requirements =
+        selector::parse(label_selector).map_err(|e| Status::bad_request(e.to_string()))?;
     let ns = m.namespace_label.as_deref().map(|label| (label, namespace));
-    let expr = promql::inject(&m.expr, ns, &requirements).map_err(|e| Status::bad_request(e.to_string()))?;
+    let expr = promql::inject(&m.expr, ns, &requirements)
+        .map_err(|e| Status::bad_request(e.to_string()))?;
     let query = promql::render(&expr);
     let (answer, source) = state.cache.query(&query).await;
     state.metrics.observe_source(source);
@@ -219,7 +232,12 @@ fn now_unix() -> f64 {
 }
 
 fn configured_names(config: &Config) -> String {
-    let names: Vec<_> = config.metrics.iter().take(20).map(|m| m.name.to_ascii_lowercase()).collect();
+    let names: Vec<_> = config
+        .metrics
+        .iter()
+        .take(20)
+        .map(|m| m.name.to_ascii_lowercase())
+        .collect();
     let more = config.metrics.len().saturating_sub(20);
     if more > 0 {
         format!("{} and {more} more", names.join(", "))
@@ -230,9 +248,11 @@ fn configured_names(config: &Config) -> String {
 
 fn prometheus_status(metric: &str, e: &prometheus::Error) -> Status {
     match e {
-        prometheus::Error::Unreachable { .. } | prometheus::Error::Timeout(_) | prometheus::Error::Http { .. } => {
-            Status::unavailable(format!("external metric {metric:?}: {e}; the HPA keeps its replica count"))
-        }
+        prometheus::Error::Unreachable { .. }
+        | prometheus::Error::Timeout(_)
+        | prometheus::Error::Http { .. } => Status::unavailable(format!(
+            "external metric {metric:?}: {e}; the HPA keeps its replica count"
+        )),
         _ => Status::internal(format!("external metric {metric:?}: {e}")),
     }
 }
@@ -241,12 +261,16 @@ fn prometheus_status(metric: &str, e: &prometheus::Error) -> Status {
 fn validate_namespace(ns: &str) -> Result<(), String> {
     let ok = !ns.is_empty()
         && ns.len() <= 63
-        && ns.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && ns
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !ns.starts_with('-')
         && !ns.ends_with('-');
     if ok {
         Ok(())
     } else {
-        Err(format!("namespace {ns:?} is not a valid namespace name (DNS-1123 label)"))
+        Err(format!(
+            "namespace {ns:?} is not a valid namespace name (DNS-1123 label)"
+        ))
     }
 }

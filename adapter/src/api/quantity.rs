@@ -24,7 +24,11 @@ pub fn format(value: f64) -> Option<String> {
 
 /// Unix seconds → `2006-01-02T15:04:05Z` (metav1.Time has second precision).
 pub fn rfc3339(unix_seconds: f64) -> String {
-    let secs = if unix_seconds.is_finite() { unix_seconds.floor() as i64 } else { 0 };
+    let secs = if unix_seconds.is_finite() {
+        unix_seconds.floor() as i64
+    } else {
+        0
+    };
     let days = secs.div_euclid(86_400);
     let rem = secs.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);

@@ -36,6 +36,8 @@ demo: deps release
 
 bench: deps release
 	@scripts/bench-exporter.sh
+	@command -v wrk >/dev/null || { echo "installing wrk for the adapter benchmark"; apt-get install -y -qq wrk >/dev/null; }
+	@scripts/bench-adapter.sh
 
 clean:
 	$(CARGO) clean

@@ -44,6 +44,7 @@ const BASE: &str = "/apis/external.metrics.k8s.io/v1beta1";
 
 struct Env {
     _scratch: Scratch,
+    metrics_addr: SocketAddr,
     ca_pem: String,
     runtime: tokio::runtime::Runtime,
     pipeline: Pipeline,
@@ -169,6 +170,7 @@ fn start(name: &str) -> Env {
     );
     Env {
         _scratch: scratch,
+        metrics_addr: format!("127.0.0.1:{metrics_port}").parse().unwrap(),
         ca_pem: ca.cert_pem.clone(),
         runtime,
         pipeline,
@@ -381,6 +383,17 @@ fn kubectl_and_kube_read_gpu_metrics_through_the_adapter() {
         kube_get(&env.runtime, &env.denied_kubeconfig, &metric),
         Err(403)
     );
+
+    // The adapter's own metrics (plain HTTP, for Prometheus): requests by metric and code,
+    // and where answers came from.
+    let own = http_get(env.metrics_addr, "/metrics", None).unwrap();
+    assert_eq!(own.status, 200);
+    let samples = parse_exposition(&own.body);
+    assert!(value(&samples, "gpuscale_adapter_requests_total", &[("metric", "gpu_utilization"), ("code", "200")]) >= 3.0);
+    assert!(value(&samples, "gpuscale_adapter_requests_total", &[("metric", "unknown"), ("code", "404")]) >= 1.0);
+    assert!(value(&samples, "gpuscale_adapter_request_duration_seconds_count", &[]) >= 5.0);
+    assert!(value(&samples, "gpuscale_adapter_query_source_total", &[("source", "prometheus")]) >= 1.0);
+    assert_eq!(value(&samples, "gpuscale_adapter_configured_metrics", &[]), 3.0);
 
     // Probes need no credentials.
     assert_eq!(raw_get(&env.runtime, &env, "/readyz", None).0, 200);

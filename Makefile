@@ -24,6 +24,7 @@ lint:
 # Prometheus/promtool, and the manifest checks.
 test: deps lint build
 	$(CARGO) test --workspace --locked
+	@scripts/check-images.sh
 	@scripts/check-manifests.sh
 
 fmt:

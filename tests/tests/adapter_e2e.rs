@@ -389,11 +389,38 @@ fn kubectl_and_kube_read_gpu_metrics_through_the_adapter() {
     let own = http_get(env.metrics_addr, "/metrics", None).unwrap();
     assert_eq!(own.status, 200);
     let samples = parse_exposition(&own.body);
-    assert!(value(&samples, "gpuscale_adapter_requests_total", &[("metric", "gpu_utilization"), ("code", "200")]) >= 3.0);
-    assert!(value(&samples, "gpuscale_adapter_requests_total", &[("metric", "unknown"), ("code", "404")]) >= 1.0);
-    assert!(value(&samples, "gpuscale_adapter_request_duration_seconds_count", &[]) >= 5.0);
-    assert!(value(&samples, "gpuscale_adapter_query_source_total", &[("source", "prometheus")]) >= 1.0);
-    assert_eq!(value(&samples, "gpuscale_adapter_configured_metrics", &[]), 3.0);
+    assert!(
+        value(
+            &samples,
+            "gpuscale_adapter_requests_total",
+            &[("metric", "gpu_utilization"), ("code", "200")]
+        ) >= 3.0
+    );
+    assert!(
+        value(
+            &samples,
+            "gpuscale_adapter_requests_total",
+            &[("metric", "unknown"), ("code", "404")]
+        ) >= 1.0
+    );
+    assert!(
+        value(
+            &samples,
+            "gpuscale_adapter_request_duration_seconds_count",
+            &[]
+        ) >= 5.0
+    );
+    assert!(
+        value(
+            &samples,
+            "gpuscale_adapter_query_source_total",
+            &[("source", "prometheus")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        value(&samples, "gpuscale_adapter_configured_metrics", &[]),
+        3.0
+    );
 
     // Probes need no credentials.
     assert_eq!(raw_get(&env.runtime, &env, "/readyz", None).0, 200);

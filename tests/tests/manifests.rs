@@ -23,25 +23,38 @@ fn render(dir: &str) -> Vec<Value> {
         .args(["kustomize", &root().join(dir).display().to_string()])
         .output()
         .expect("kubectl is needed for the manifest tests");
-    assert!(out.status.success(), "kubectl kustomize {dir}: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kubectl kustomize {dir}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     parse_docs(&String::from_utf8_lossy(&out.stdout))
 }
 
 fn parse_docs(text: &str) -> Vec<Value> {
     text.split("\n---")
         .map(|d| d.trim_start_matches("---").trim())
-        .filter(|d| !d.is_empty() && d.lines().any(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty()))
-        .map(|d| serde_saphyr::from_str::<Value>(d).unwrap_or_else(|e| panic!("bad YAML: {e}\n{d}")))
+        .filter(|d| {
+            !d.is_empty()
+                && d.lines()
+                    .any(|l| !l.trim_start().starts_with('#') && !l.trim().is_empty())
+        })
+        .map(|d| {
+            serde_saphyr::from_str::<Value>(d).unwrap_or_else(|e| panic!("bad YAML: {e}\n{d}"))
+        })
         .collect()
 }
 
 /// Decodes `v` as `T` and checks nothing was lost on the way.
 fn strict<T: DeserializeOwned + Serialize>(v: &Value) -> Result<(), String> {
-    let typed: T = serde_json::from_value(v.clone()).map_err(|e| format!("does not decode: {e}"))?;
+    let typed: T =
+        serde_json::from_value(v.clone()).map_err(|e| format!("does not decode: {e}"))?;
     let back = serde_json::to_value(&typed).map_err(|e| e.to_string())?;
     match first_difference(v, &back, String::new()) {
         None => Ok(()),
-        Some(path) => Err(format!("field {path} is unknown or mistyped (dropped by the typed decoder)")),
+        Some(path) => Err(format!(
+            "field {path} is unknown or mistyped (dropped by the typed decoder)"
+        )),
     }
 }
 
@@ -68,7 +81,10 @@ fn first_difference(original: &Value, decoded: &Value, path: String) -> Option<S
             if a.len() != b.len() {
                 return Some(format!("{path}[] (length)"));
             }
-            a.iter().zip(b).enumerate().find_map(|(i, (x, y))| first_difference(x, y, format!("{path}[{i}]")))
+            a.iter()
+                .zip(b)
+                .enumerate()
+                .find_map(|(i, (x, y))| first_difference(x, y, format!("{path}[{i}]")))
         }
         (Value::Number(a), Value::Number(b)) if a.as_f64() == b.as_f64() => None,
         (a, b) if a == b => None,
@@ -102,15 +118,20 @@ fn check_object(v: &Value) -> Result<bool, String> {
         ("apps/v1", "DaemonSet") => strict::<apps::v1::DaemonSet>(v),
         ("policy/v1", "PodDisruptionBudget") => strict::<policy::v1::PodDisruptionBudget>(v),
         ("rbac.authorization.k8s.io/v1", "ClusterRole") => strict::<rbac::v1::ClusterRole>(v),
-        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => strict::<rbac::v1::ClusterRoleBinding>(v),
+        ("rbac.authorization.k8s.io/v1", "ClusterRoleBinding") => {
+            strict::<rbac::v1::ClusterRoleBinding>(v)
+        }
         ("rbac.authorization.k8s.io/v1", "Role") => strict::<rbac::v1::Role>(v),
         ("rbac.authorization.k8s.io/v1", "RoleBinding") => strict::<rbac::v1::RoleBinding>(v),
         ("apiregistration.k8s.io/v1", "APIService") => strict::<apiregistration::v1::APIService>(v),
-        ("autoscaling/v2", "HorizontalPodAutoscaler") => strict::<autoscaling::v2::HorizontalPodAutoscaler>(v),
+        ("autoscaling/v2", "HorizontalPodAutoscaler") => {
+            strict::<autoscaling::v2::HorizontalPodAutoscaler>(v)
+        }
         ("scheduling.k8s.io/v1", "PriorityClass") => strict::<scheduling::v1::PriorityClass>(v),
         _ => return Ok(false),
     };
-    r.map(|()| true).map_err(|e| format!("{kind} {}: {e}", v["metadata"]["name"]))
+    r.map(|()| true)
+        .map_err(|e| format!("{kind} {}: {e}", v["metadata"]["name"]))
 }
 
 #[test]
@@ -126,7 +147,11 @@ fn every_kustomization_renders_and_decodes_strictly() {
                 Err(e) => panic!("{dir}: {e}"),
             }
         }
-        assert!(typed >= docs.len() / 2, "{dir}: only {typed} of {} objects have a typed check", docs.len());
+        assert!(
+            typed >= docs.len() / 2,
+            "{dir}: only {typed} of {} objects have a typed check",
+            docs.len()
+        );
     }
 }
 

@@ -51,9 +51,12 @@ fuzz_target!(|data: &[u8]| {
             values: values.clone(),
         },
     ];
-    if let Err(e) =
-        invariants::check_rewrite(&original, Some(("namespace", &text)), &requirements, &values)
-    {
+    if let Err(e) = invariants::check_rewrite(
+        &original,
+        Some(("namespace", &text)),
+        &requirements,
+        &values,
+    ) {
         panic!("values {values:?} on {query:?}: {e}");
     }
 });

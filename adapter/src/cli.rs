@@ -121,6 +121,7 @@ pub fn state(config: Config) -> Result<Arc<AppState>, Error> {
         config: Arc::new(config),
         cache,
         metrics,
+        rewrites: api::RewriteCache::default(),
     }))
 }
 

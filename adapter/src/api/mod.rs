@@ -32,6 +32,40 @@ pub struct AppState {
     pub config: Arc<Config>,
     pub cache: QueryCache,
     pub metrics: AdapterMetrics,
+    /// Rewritten queries by (metric, namespace, selector): an HPA asks the same question every
+    /// 15 s, so parsing its selector and rewriting the tree (regex compilation included) is
+    /// done once, not per request.
+    pub rewrites: RewriteCache,
+}
+
+/// A bounded map of rewritten queries; cleared when full (cheap to rebuild, and a cluster has
+/// far fewer distinct HPA questions than the bound).
+#[derive(Default)]
+pub struct RewriteCache(std::sync::Mutex<HashMap<(String, String, String), Arc<str>>>);
+
+const REWRITE_CACHE_MAX: usize = 10_000;
+
+impl RewriteCache {
+    fn get_or_insert(
+        &self,
+        key: (String, String, String),
+        make: impl FnOnce() -> Result<String, Status>,
+    ) -> Result<Arc<str>, Status> {
+        let lock = || match self.0.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        };
+        if let Some(q) = lock().get(&key) {
+            return Ok(q.clone());
+        }
+        let query: Arc<str> = Arc::from(make()?);
+        let mut map = lock();
+        if map.len() >= REWRITE_CACHE_MAX {
+            map.clear();
+        }
+        map.insert(key, query.clone());
+        Ok(query)
+    }
 }
 
 /// One `ExternalMetricValue`.
@@ -170,12 +204,19 @@ pub async fn external_metric(
     if let Err(why) = validate_namespace(namespace) {
         return Err(Status::bad_request(why));
     }
-    let requirements =
-        selector::parse(label_selector).map_err(|e| Status::bad_request(e.to_string()))?;
-    let ns = m.namespace_label.as_deref().map(|label| (label, namespace));
-    let expr = promql::inject(&m.expr, ns, &requirements)
-        .map_err(|e| Status::bad_request(e.to_string()))?;
-    let query = promql::render(&expr);
+    let key = (
+        m.name.clone(),
+        namespace.to_string(),
+        label_selector.to_string(),
+    );
+    let query = state.rewrites.get_or_insert(key, || {
+        let requirements =
+            selector::parse(label_selector).map_err(|e| Status::bad_request(e.to_string()))?;
+        let ns = m.namespace_label.as_deref().map(|label| (label, namespace));
+        let expr = promql::inject(&m.expr, ns, &requirements)
+            .map_err(|e| Status::bad_request(e.to_string()))?;
+        Ok(promql::render(&expr))
+    })?;
     let (answer, source) = state.cache.query(&query).await;
     state.metrics.observe_source(source);
     let answer = answer.map_err(|e| prometheus_status(&m.name, &e))?;

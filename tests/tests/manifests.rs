@@ -16,7 +16,7 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The kustomizations a user can apply.
-const KUSTOMIZATIONS: &[&str] = &["manifests/base"];
+const KUSTOMIZATIONS: &[&str] = &["manifests/base", "manifests/components/prewarm"];
 
 fn render(dir: &str) -> Vec<Value> {
     let out = Command::new("kubectl")

@@ -75,11 +75,11 @@ prometheus:
 cache:
   ttl: 1s
 metrics:
-  - name: gpu_utilization
+  - name: cluster-gpu-utilization
     description: Average GPU utilization (0..1) of the selected GPUs.
     query: avg(gpu_utilization_ratio)
     namespaced: false
-  - name: gpu_memory_used_ratio
+  - name: cluster-gpu-memory-used-ratio
     query: sum(gpu_memory_used_bytes) / sum(gpu_memory_total_bytes)
     namespaced: false
 YAML
@@ -114,7 +114,7 @@ for _ in $(seq 1 60); do
   [[ $(query 'avg(gpu_utilization_ratio{node="demo-node"})' | grep -c '"value"') -gt 0 ]] && break
   sleep 0.5
 done
-METRIC_PATH=/apis/external.metrics.k8s.io/v1beta1/namespaces/default/gpu_utilization
+METRIC_PATH=/apis/external.metrics.k8s.io/v1beta1/namespaces/default/cluster-gpu-utilization
 echo
 echo "demo: what a stock HPA reads ->  kubectl --kubeconfig .demo/kubeconfig get --raw $METRIC_PATH"
 if command -v kubectl >/dev/null 2>&1; then
@@ -123,8 +123,8 @@ else
   curl -s --cacert "$DEMO/tls/ca.crt" "https://127.0.0.1:$ADAPTER_PORT$METRIC_PATH" | python3 -m json.tool || true
 fi
 echo
-echo "demo: gpuscale-adapter explain examples/hpa-gpu-utilization.yaml --current-replicas 2"
-"$BIN/gpuscale-adapter" explain examples/hpa-gpu-utilization.yaml --config "$DEMO/adapter.yaml" --current-replicas 2 || true
+echo "demo: gpuscale-adapter explain examples/hpa-cluster-gpu-utilization.yaml --current-replicas 2"
+"$BIN/gpuscale-adapter" explain examples/hpa-cluster-gpu-utilization.yaml --config "$DEMO/adapter.yaml" --current-replicas 2 || true
 echo
 
 
@@ -145,7 +145,7 @@ start=$(date +%s)
 while :; do
   show "$(query gpu_utilization_ratio)" "$(query gpu_memory_used_bytes)" "$(query gpu_power_usage_watts)" "$(query gpuscale_exporter_nvml_up)"
   hpa=$(curl -s --cacert "$DEMO/tls/ca.crt" "https://127.0.0.1:$ADAPTER_PORT$METRIC_PATH" | python3 -c 'import json,sys; print(json.load(sys.stdin)["items"][0]["value"])' 2>/dev/null || echo "?")
-  echo "           HPA reads gpu_utilization = $hpa"
+  echo "           HPA reads cluster-gpu-utilization = $hpa"
   if [[ -n ${DEMO_DURATION:-} ]] && (( $(date +%s) - start >= DEMO_DURATION )); then
     echo "demo: DEMO_DURATION=${DEMO_DURATION}s reached, stopping"
     break

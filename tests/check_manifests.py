@@ -170,8 +170,31 @@ def check_adapter(docs, by_kind):
             check("adapter binary built for check-config", False, adapter)
 
 
+def check_hpas_against_adapter_config():
+    """Every External metric an HPA we ship asks for is served by the shipped adapter config."""
+    import glob
+    cm = yaml.safe_load(open(f"{ROOT}/manifests/base/adapter-config.yaml"))
+    served = {m["name"].lower() for m in cm["metrics"]}
+    files = sorted(glob.glob(f"{ROOT}/examples/*.yaml")) + sorted(glob.glob(f"{ROOT}/manifests/components/*/*.yaml"))
+    hpas = 0
+    for path in files:
+        for d in yaml.safe_load_all(open(path)):
+            if not d or d.get("kind") != "HorizontalPodAutoscaler":
+                continue
+            hpas += 1
+            for m in d["spec"].get("metrics", []):
+                if m["type"] != "External":
+                    continue
+                name = m["external"]["metric"]["name"]
+                check(f"{os.path.relpath(path, ROOT)}: External metric {name} is served by the adapter config",
+                      name.lower() in served, sorted(served))
+    check("HPA examples found", hpas >= 6, hpas)
+
+
 if __name__ == "__main__":
+    import os
     main()
+    check_hpas_against_adapter_config()
     failed = sum(1 for _, ok, _ in results if not ok)
     print(f"manifests: {len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

@@ -379,7 +379,9 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
         let od = get_f64(row, "on-demand", ctx)?
             .ok_or_else(|| format!("{ctx}: `on-demand` is missing"))?;
         let spot = get_f64(row, "spot", ctx)?.unwrap_or(od * spot_fraction);
-        Ok(vec![("on-demand", od / per), ("spot", spot / per)])
+        // Rounded to 1e-6 $ so the published value reads as written.
+        let r = |x: f64| (x / per * 1e6).round() / 1e6;
+        Ok(vec![("on-demand", r(od)), ("spot", r(spot))])
     };
     o.push_str("      # Price table (rules/prices.yaml), $ per GPU-hour.\n");
     let default = p

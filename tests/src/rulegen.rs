@@ -39,8 +39,7 @@ impl Inputs {
     /// Reads the inputs from a repository's `rules/` directory.
     pub fn load(rules_dir: &Path) -> Result<Self, String> {
         let read = |name: &str| -> Result<String, String> {
-            std::fs::read_to_string(rules_dir.join(name))
-                .map_err(|e| format!("rules/{name}: {e}"))
+            std::fs::read_to_string(rules_dir.join(name)).map_err(|e| format!("rules/{name}: {e}"))
         };
         let parse = |name: &str| -> Result<Value, String> {
             serde_saphyr::from_str::<Value>(&read(name)?).map_err(|e| format!("rules/{name}: {e}"))
@@ -121,9 +120,12 @@ pub fn variables(config: &Value) -> Result<BTreeMap<String, String>, String> {
         }
     }
     let need = |k: &str| -> Result<String, String> {
-        vars.get(k)
-            .cloned()
-            .ok_or_else(|| format!("rules/config.yaml: `{}` is missing", k.replacen('_', ".", 1)))
+        vars.get(k).cloned().ok_or_else(|| {
+            format!(
+                "rules/config.yaml: `{}` is missing",
+                k.replacen('_', ".", 1)
+            )
+        })
     };
     let horizon = parse_duration(&need("forecast_horizon")?)?;
     if horizon == 0 || horizon >= 86_400 {
@@ -135,8 +137,14 @@ pub fn variables(config: &Value) -> Result<BTreeMap<String, String>, String> {
         return Err("rules/config.yaml: cost spend steps must be positive".into());
     }
     vars.insert("forecast_horizon_seconds".into(), horizon.to_string());
-    vars.insert("forecast_offset_1d".into(), format_duration(86_400 - horizon));
-    vars.insert("forecast_offset_7d".into(), format_duration(604_800 - horizon));
+    vars.insert(
+        "forecast_offset_1d".into(),
+        format_duration(86_400 - horizon),
+    );
+    vars.insert(
+        "forecast_offset_7d".into(),
+        format_duration(604_800 - horizon),
+    );
     vars.insert(
         "cost_spend_steps_per_hour".into(),
         number(3600.0 / step as f64),
@@ -175,14 +183,12 @@ pub fn substitute(
     let mut rest = text;
     while let Some(i) = rest.find("${") {
         let after = &rest[i + 2..];
-        let end = after
-            .find('}')
-            .filter(|&e| {
-                e > 0
-                    && after[..e]
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
-            });
+        let end = after.find('}').filter(|&e| {
+            e > 0
+                && after[..e]
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        });
         match end {
             Some(e) => {
                 let name = &after[..e];
@@ -321,14 +327,21 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
     );
 
     // Pressure thresholds.
-    o.push_str("      # Pressure thresholds (rules/config.yaml `pressure`, `pressure_overrides`).\n");
+    o.push_str(
+        "      # Pressure thresholds (rules/config.yaml `pressure`, `pressure_overrides`).\n",
+    );
     for t in PRESSURE_THRESHOLDS {
         let v: f64 = vars
             .get(&format!("pressure_{t}"))
             .ok_or_else(|| format!("rules/config.yaml: `pressure.{t}` is missing"))?
             .parse()
             .map_err(|_| format!("rules/config.yaml: `pressure.{t}` must be a number"))?;
-        constant(&mut o, "gpuscale:pressure_threshold", v, &[("threshold", t)]);
+        constant(
+            &mut o,
+            "gpuscale:pressure_threshold",
+            v,
+            &[("threshold", t)],
+        );
     }
     for (i, ov) in list(&inputs.config, "pressure_overrides", "rules/config.yaml")?
         .iter()
@@ -375,14 +388,15 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
         "rules/prices.yaml",
     )?;
     let spot_fraction = get_f64(p, "spot_fraction", "rules/prices.yaml")?.unwrap_or(1.0);
-    let price_pair = |row: &Value, ctx: &str, per: f64| -> Result<Vec<(&'static str, f64)>, String> {
-        let od = get_f64(row, "on-demand", ctx)?
-            .ok_or_else(|| format!("{ctx}: `on-demand` is missing"))?;
-        let spot = get_f64(row, "spot", ctx)?.unwrap_or(od * spot_fraction);
-        // Rounded to 1e-6 $ so the published value reads as written.
-        let r = |x: f64| (x / per * 1e6).round() / 1e6;
-        Ok(vec![("on-demand", r(od)), ("spot", r(spot))])
-    };
+    let price_pair =
+        |row: &Value, ctx: &str, per: f64| -> Result<Vec<(&'static str, f64)>, String> {
+            let od = get_f64(row, "on-demand", ctx)?
+                .ok_or_else(|| format!("{ctx}: `on-demand` is missing"))?;
+            let spot = get_f64(row, "spot", ctx)?.unwrap_or(od * spot_fraction);
+            // Rounded to 1e-6 $ so the published value reads as written.
+            let r = |x: f64| (x / per * 1e6).round() / 1e6;
+            Ok(vec![("on-demand", r(od)), ("spot", r(spot))])
+        };
     o.push_str("      # Price table (rules/prices.yaml), $ per GPU-hour.\n");
     let default = p
         .get("default")
@@ -403,7 +417,11 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
     let mut seen = BTreeSet::new();
     for (i, row) in list(p, "models", "rules/prices.yaml")?.iter().enumerate() {
         let ctx = format!("rules/prices.yaml: models[{i}]");
-        check_keys(row, &["model", "on-demand", "spot", "source", "as_of"], &ctx)?;
+        check_keys(
+            row,
+            &["model", "on-demand", "spot", "source", "as_of"],
+            &ctx,
+        )?;
         let model = get_str(row, "model", &ctx)?;
         get_str(row, "source", &ctx)?;
         get_str(row, "as_of", &ctx)?;
@@ -426,7 +444,14 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
         let ctx = format!("rules/prices.yaml: instance_types[{i}]");
         check_keys(
             row,
-            &["instance_type", "gpus", "on-demand", "spot", "source", "as_of"],
+            &[
+                "instance_type",
+                "gpus",
+                "on-demand",
+                "spot",
+                "source",
+                "as_of",
+            ],
             &ctx,
         )?;
         let it = get_str(row, "instance_type", &ctx)?;
@@ -454,7 +479,11 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
     o.push_str("      # Budgets (rules/budgets.yaml), $.\n");
     let windows = [("daily_dollars", "1d"), ("monthly_dollars", "30d")];
     if let Some(d) = b.get("default").filter(|d| !d.is_null()) {
-        check_keys(d, &["daily_dollars", "monthly_dollars"], "rules/budgets.yaml: default")?;
+        check_keys(
+            d,
+            &["daily_dollars", "monthly_dollars"],
+            "rules/budgets.yaml: default",
+        )?;
         for (key, w) in windows {
             if let Some(v) = get_f64(d, key, "rules/budgets.yaml: default")? {
                 constant(&mut o, &format!("gpuscale:budget_dollars:{w}"), v, &[]);
@@ -462,9 +491,16 @@ fn data_rules(inputs: &Inputs, vars: &BTreeMap<String, String>) -> Result<String
         }
     }
     let mut seen = BTreeSet::new();
-    for (i, row) in list(b, "namespaces", "rules/budgets.yaml")?.iter().enumerate() {
+    for (i, row) in list(b, "namespaces", "rules/budgets.yaml")?
+        .iter()
+        .enumerate()
+    {
         let ctx = format!("rules/budgets.yaml: namespaces[{i}]");
-        check_keys(row, &["namespace", "daily_dollars", "monthly_dollars"], &ctx)?;
+        check_keys(
+            row,
+            &["namespace", "daily_dollars", "monthly_dollars"],
+            &ctx,
+        )?;
         let ns = get_str(row, "namespace", &ctx)?;
         if !seen.insert(ns.to_string()) {
             return Err(format!("{ctx}: namespace `{ns}` listed twice"));

@@ -7,6 +7,7 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod alerting;
 pub mod kube_standin;
 pub mod rulegen;
 

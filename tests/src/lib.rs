@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod alerting;
+pub mod forecast_eval;
 pub mod kube_standin;
 pub mod rulegen;
 

@@ -7,7 +7,10 @@
 
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
+pub mod alerting;
+pub mod forecast_eval;
 pub mod kube_standin;
+pub mod rulegen;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

@@ -191,10 +191,57 @@ def check_hpas_against_adapter_config():
     check("HPA examples found", hpas >= 6, hpas)
 
 
+def check_overlays():
+    """Each overlay renders; ServiceMonitors point at existing Services and ports with
+    honorLabels for the exporter; PrometheusRules carry exactly the groups of rules/; the
+    cert-manager overlay injects the CA into the APIService; generated files are current."""
+    import glob
+    out = subprocess.run([sys.executable, f"{ROOT}/scripts/gen-manifests.py", "--check"], capture_output=True, text=True)
+    check("generated rule manifests are up to date (scripts/gen-manifests.py --check)", out.returncode == 0,
+          out.stderr.strip())
+    rule_files = {os.path.basename(p)[: -len(".rules.yml")]: yaml.safe_load(open(p))["groups"]
+                  for p in sorted(glob.glob(f"{ROOT}/rules/*.rules.yml"))}
+    for overlay in sorted(glob.glob(f"{ROOT}/manifests/overlays/*/")):
+        name = os.path.basename(overlay.rstrip("/"))
+        docs = render(overlay)
+        kinds = {}
+        for d in docs:
+            kinds.setdefault(d["kind"], []).append(d)
+        services = {(s["metadata"]["namespace"], s["metadata"]["name"]): s for s in kinds.get("Service", [])}
+        for sm in kinds.get("ServiceMonitor", []):
+            ns = sm["spec"]["namespaceSelector"]["matchNames"]
+            sel = sm["spec"]["selector"]["matchLabels"]
+            matched = [s for (n, _), s in services.items() if n in ns
+                       and all(s["metadata"].get("labels", {}).get(k) == v for k, v in sel.items())]
+            check(f"{name}: ServiceMonitor {sm['metadata']['name']} selects a Service", len(matched) == 1)
+            for ep in sm["spec"]["endpoints"]:
+                ports = {p.get("name") for s in matched for p in s["spec"]["ports"]}
+                check(f"{name}: ServiceMonitor {sm['metadata']['name']} port {ep['port']} exists", ep["port"] in ports, ports)
+                if sm["metadata"]["name"] == "gpuscale-exporter":
+                    check(f"{name}: exporter ServiceMonitor honors labels", ep.get("honorLabels") is True)
+        prs = {p["metadata"]["name"]: p["spec"]["groups"] for p in kinds.get("PrometheusRule", [])}
+        if prs:
+            check(f"{name}: PrometheusRules equal rules/*.rules.yml", prs == rule_files,
+                  sorted(set(prs) ^ set(rule_files)))
+        for cm in kinds.get("ConfigMap", []):
+            if cm["metadata"]["name"] == "gpuscale-prometheus-rules":
+                same = {k[: -len(".rules.yml")]: yaml.safe_load(v)["groups"] for k, v in cm["data"].items()}
+                check(f"{name}: rules ConfigMap equals rules/*.rules.yml", same == rule_files)
+        if kinds.get("Certificate"):
+            api = kinds["APIService"][0]
+            check(f"{name}: cert-manager injects the CA into the APIService",
+                  api["metadata"].get("annotations", {}).get("cert-manager.io/inject-ca-from") == "gpuscale/gpuscale-adapter-tls")
+            certs = {c["spec"]["secretName"] for c in kinds["Certificate"]}
+            check(f"{name}: a Certificate writes the Secret the adapter mounts", "gpuscale-adapter-tls" in certs)
+        check(f"{name}: has the placeholder HPA for pre-warming",
+              any(h["metadata"]["name"] == "gpuscale-placeholder" for h in kinds.get("HorizontalPodAutoscaler", [])))
+
+
 if __name__ == "__main__":
     import os
     main()
     check_hpas_against_adapter_config()
+    check_overlays()
     failed = sum(1 for _, ok, _ in results if not ok)
     print(f"manifests: {len(results) - failed} passed, {failed} failed")
     sys.exit(1 if failed else 0)

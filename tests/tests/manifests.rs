@@ -16,7 +16,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 
 /// The kustomizations a user can apply.
-const KUSTOMIZATIONS: &[&str] = &["manifests/base", "manifests/components/prewarm"];
+const KUSTOMIZATIONS: &[&str] = &[
+    "manifests/base",
+    "manifests/components/prewarm",
+    "manifests/overlays/prometheus-operator",
+    "manifests/overlays/plain-prometheus",
+];
 
 fn render(dir: &str) -> Vec<Value> {
     let out = Command::new("kubectl")

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Forecast sanity and accuracy on every trace in ../shared/data/traces (or $GPUSCALE_TRACES):
+# Forecast sanity and accuracy on every trace in ../shared/data/traces (or $GPUSCALE_TRACES),
+# its last 21 days at most:
 # each trace is backfilled into a real Prometheus TSDB (promtool tsdb create-blocks-from
 # openmetrics), the shipped forecast rules are evaluated over it (create-blocks-from rules),
 # every forecast is checked finite and non-negative, and the 10-minute forecast's error is

@@ -114,6 +114,21 @@ pub fn load_trace(path: &Path) -> Trace {
 }
 
 impl Trace {
+    /// The points within `secs` of the end.
+    pub fn tail(&self, secs: i64) -> Trace {
+        let t1 = self.points.last().unwrap().0;
+        Trace {
+            name: self.name.clone(),
+            step: self.step,
+            points: self
+                .points
+                .iter()
+                .copied()
+                .filter(|(t, _)| *t > t1 - secs)
+                .collect(),
+        }
+    }
+
     /// The points within `secs` of the start.
     pub fn head(&self, secs: i64) -> Trace {
         let t0 = self.points[0].0;

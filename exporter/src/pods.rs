@@ -198,27 +198,24 @@ async fn watch_loop(client: ::kube::Client, node: String, source: PodSource) {
     let mut owners = OwnerResolver::new(client);
     let selector = format!("spec.nodeName={node}");
     let mut backoff = Duration::from_millis(500);
-    let mut logged_down = false;
+    let mut logged_once = false;
     loop {
-        let failure = match list_then_watch(&pods, &selector, &mut owners, &source).await {
-            Ok(()) => None,
-            Err(err) => Some(err),
-        };
-        match failure {
-            None => {
+        match list_then_watch(&pods, &selector, &mut owners, &source).await {
+            Ok(()) => {
                 // The watch ended normally (server timeout): relist at once.
                 backoff = Duration::from_millis(500);
                 continue;
             }
-            Some(err) => {
-                source.up.store(false, Ordering::Release);
-                if !logged_down {
+            Err(err) => {
+                // Logged when the watch goes down, not on every retry while it stays down.
+                let was_up = source.up.swap(false, Ordering::AcqRel);
+                if was_up || !logged_once {
                     tracing::warn!(
                         error = %err,
                         "Kubernetes pod watch failed; pod series keep kubelet names with an \
                          empty workload, engine scraping pauses, gpuscale_exporter_kube_api_up 0; retrying"
                     );
-                    logged_down = true;
+                    logged_once = true;
                 }
             }
         }

@@ -8,6 +8,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)]
 
 pub mod kube_standin;
+pub mod kubelet_standin;
 
 use std::collections::BTreeMap;
 use std::io::{Read, Write};

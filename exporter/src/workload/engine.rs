@@ -133,6 +133,14 @@ fn counter(slots: &mut HashMap<String, Slot>, name: &str, slot: Slot) {
     slots.insert(format!("{base}_total"), slot);
 }
 
+fn counter_or_gauge(slots: &mut HashMap<String, Slot>, name: &str, slot: Slot) {
+    if slot == Slot::Requests {
+        counter(slots, name, slot);
+    } else {
+        slots.insert(name.to_string(), slot);
+    }
+}
+
 fn histogram(slots: &mut HashMap<String, Slot>, name: &str) {
     slots.insert(format!("{name}_bucket"), Slot::Bucket);
     slots.insert(format!("{name}_sum"), Slot::Sum);
@@ -229,6 +237,22 @@ impl Profile {
                 Some("us") => 1e-6,
                 _ => 1.0,
             };
+        }
+        if engine == Engine::Sglang {
+            // Newer SGLang releases also publish underscore names (`sglang_num_running_reqs`).
+            let alternates = [
+                (ANN_IN_FLIGHT, "sglang_num_running_reqs", Slot::InFlight),
+                (ANN_WAITING, "sglang_num_queue_reqs", Slot::Waiting),
+                (ANN_REQUESTS, "sglang_num_requests_total", Slot::Requests),
+            ];
+            for (key, name, slot) in alternates {
+                if ann.get(key).is_none() {
+                    counter_or_gauge(&mut slots, name, slot);
+                }
+            }
+            if ann.get(ANN_LATENCY).is_none() {
+                histogram(&mut slots, "sglang_e2e_request_latency_seconds");
+            }
         }
         Self {
             engine,

@@ -91,6 +91,13 @@ fn tgi_and_sglang() {
         (Some(2.0), Some(1.0), Some(77.0))
     );
     assert_eq!(v.duration_seconds.expect("histogram").sum, 123.25);
+    // Newer SGLang: underscore names.
+    let v = builtin(Engine::Sglang).extract(&fixture("sglang.txt").replace("sglang:", "sglang_"));
+    assert_eq!(
+        (v.in_flight, v.waiting, v.requests_total),
+        (Some(2.0), Some(1.0), Some(77.0))
+    );
+    assert!(v.duration_seconds.is_some());
 }
 
 #[test]

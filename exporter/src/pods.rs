@@ -125,6 +125,8 @@ impl PodIndex {
 pub struct PodSource {
     index: Arc<ArcSwap<PodIndex>>,
     up: Arc<AtomicBool>,
+    /// Set by the first successful list; stays set.
+    synced: Arc<AtomicBool>,
     enabled: bool,
 }
 
@@ -139,6 +141,7 @@ impl PodSource {
         Self {
             index: Arc::new(ArcSwap::from_pointee(index)),
             up: Arc::new(AtomicBool::new(true)),
+            synced: Arc::new(AtomicBool::new(true)),
             enabled: true,
         }
     }
@@ -155,6 +158,12 @@ impl PodSource {
 
     pub fn is_enabled(&self) -> bool {
         self.enabled
+    }
+
+    /// True once the first list succeeded (or the API is off): until then, pod series would
+    /// appear with an empty `workload` and change labels a moment later.
+    pub fn has_synced(&self) -> bool {
+        !self.enabled || self.synced.load(Ordering::Acquire)
     }
 }
 
@@ -186,6 +195,7 @@ pub fn start(client: ::kube::Client, node: String) -> PodSource {
     let source = PodSource {
         index: Arc::new(ArcSwap::from_pointee(PodIndex::default())),
         up: Arc::new(AtomicBool::new(false)),
+        synced: Arc::new(AtomicBool::new(false)),
         enabled: true,
     };
     let publish = source.clone();
@@ -241,6 +251,7 @@ async fn list_then_watch(
     let was_up = source.up.load(Ordering::Acquire);
     source.index.store(Arc::new(clone_index(&index)));
     source.up.store(true, Ordering::Release);
+    source.synced.store(true, Ordering::Release);
     if !was_up {
         tracing::info!(pods = index.len(), "Kubernetes pod watch synced");
     }

@@ -413,6 +413,38 @@ fn pods_workloads_and_engines_end_to_end() {
     let (ok, out) = promtool_check(&text);
     assert!(ok, "promtool check metrics:\n{out}\n---\n{text}");
 
+    // Python's prometheus_client parses the OpenMetrics histogram and counters.
+    let om = http_get(
+        exporter.addr,
+        "/metrics",
+        Some("application/openmetrics-text;version=1.0.0"),
+    )
+    .unwrap()
+    .body;
+    let om_file = scratch.path("om.txt");
+    std::fs::write(&om_file, &om).unwrap();
+    let script = r#"
+import sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as om_parse
+fams = {f.name: f for f in om_parse(open(sys.argv[1]).read())}
+h = fams['gpu_workload_request_duration_seconds']
+assert h.type == 'histogram', h.type
+assert fams['gpu_workload_requests'].type == 'counter'
+assert fams['gpuscale_exporter_workload_scrape_errors'].type == 'counter'
+print(len(h.samples))
+"#;
+    let out = Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(&om_file)
+        .output()
+        .expect("python3 is needed");
+    assert!(
+        out.status.success(),
+        "python prometheus_client rejected the exposition:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
     // An engine that fails: its series are absent (not stale) and the failure counted.
     cluster.engines["VLLM"].set_up(false);
     let s = scrape_until(&exporter, "vLLM series to vanish", |s| {

@@ -277,7 +277,12 @@ pub struct Attributor {
     pods: PodSource,
     logged_kubelet: Option<String>,
     logged_allocatable: bool,
+    started: std::time::Instant,
 }
+
+/// How long pod series wait for the first pod list before going out with an empty
+/// `workload` (the API may be slow or refuse).
+const FIRST_SYNC_GRACE: Duration = Duration::from_secs(10);
 
 /// What one cycle's attribution produced.
 #[derive(Debug, Default)]
@@ -303,6 +308,7 @@ impl Attributor {
             pods,
             logged_kubelet: None,
             logged_allocatable: false,
+            started: std::time::Instant::now(),
         }
     }
 
@@ -364,6 +370,12 @@ impl Attributor {
             }
             None => None,
         };
+        if !self.pods.has_synced() && self.started.elapsed() < FIRST_SYNC_GRACE {
+            return AttributionReading {
+                pods: Vec::new(),
+                kubelet_up: Some(true),
+            };
+        }
         let index = self.pods.current();
         let owners = self.process_owners(gpus, &list, index.as_deref());
         AttributionReading {

@@ -121,7 +121,13 @@ fn run_exporter(
         .args(args)
         .env("GPUSCALE_NVML_SCENARIO", scenario)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .stderr(
+            std::fs::File::create(
+                bin.join("bench-attribution")
+                    .join(format!("exporter-{port}.log")),
+            )
+            .expect("log file"),
+        )
         .spawn()
         .expect("start the exporter");
     (Exporter(child), addr)
@@ -313,7 +319,20 @@ fn main() {
                 .count()
                 == GPUS * PODS_PER_GPU
     });
-    assert!(ready, "not every pod and engine series appeared");
+    if !ready {
+        let body = http_get(addr, "/metrics", None)
+            .map(|r| r.body)
+            .unwrap_or_default();
+        let ours: Vec<&str> = body
+            .lines()
+            .filter(|l| l.starts_with("gpuscale_exporter") || l.starts_with("gpu_pod_gpus"))
+            .take(40)
+            .collect();
+        panic!(
+            "not every pod and engine series appeared:\n{}",
+            ours.join("\n")
+        );
+    }
     let body = http_get(
         addr,
         "/metrics",

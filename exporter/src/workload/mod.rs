@@ -125,8 +125,10 @@ impl Scraper {
             let key = (pod.namespace.clone(), pod.name.clone(), engine.to_string());
             current.insert(key.clone());
             let count = self.errors.entry(key.clone()).or_insert(0);
-            let values = page.and_then(|text| {
-                let values = profile.extract(&text);
+            let values = page.and_then(|body| {
+                let text = std::str::from_utf8(&body)
+                    .map_err(|_| ScrapeError::Body("not UTF-8".into()))?;
+                let values = profile.extract(text);
                 if values.is_empty() {
                     Err(ScrapeError::NoMetrics(engine))
                 } else {
@@ -166,7 +168,7 @@ impl Scraper {
         }
     }
 
-    async fn fetch(&self, pod: &PodMeta, profile: &Profile) -> Result<String, ScrapeError> {
+    async fn fetch(&self, pod: &PodMeta, profile: &Profile) -> Result<Bytes, ScrapeError> {
         let ip = pod.ip.as_deref().unwrap_or_default();
         let host = if ip.contains(':') {
             format!("[{ip}]")
@@ -188,12 +190,11 @@ impl Scraper {
             if !response.status().is_success() {
                 return Err(ScrapeError::Status(response.status().as_u16()));
             }
-            let body = Limited::new(response.into_body(), MAX_BODY_BYTES)
+            Ok(Limited::new(response.into_body(), MAX_BODY_BYTES)
                 .collect()
                 .await
                 .map_err(|e| ScrapeError::Body(e.to_string()))?
-                .to_bytes();
-            String::from_utf8(body.to_vec()).map_err(|_| ScrapeError::Body("not UTF-8".into()))
+                .to_bytes())
         };
         tokio::time::timeout(self.timeout, work)
             .await

@@ -143,10 +143,21 @@ fn measure(name: &str, exporter: &Exporter, addr: std::net::SocketAddr, seconds:
     let elapsed = start.elapsed().as_secs_f64();
     let cpu_s = (t1 - t0) as f64 / hz;
     let n = (c1 - c0).max(1.0);
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    let kib = |key: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(key))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
     println!(
-        "{name}: {n} cycles in {elapsed:.1}s, CPU {cpu_s:.2}s = {:.3} ms per cycle ({:.2} % of one core); resolution 10 ms / {n} cycles",
+        "{name}: {n} cycles in {elapsed:.1}s, CPU {cpu_s:.2}s = {:.3} ms per cycle ({:.2} % of one core); resolution 10 ms / {n} cycles; RSS {:.1} MiB (peak {:.1})",
         cpu_s * 1000.0 / n,
-        cpu_s / elapsed * 100.0
+        cpu_s / elapsed * 100.0,
+        kib("VmRSS:") / 1024.0,
+        kib("VmHWM:") / 1024.0
     );
 }
 

@@ -69,7 +69,14 @@ def main():
     check("no privilege escalation", sc.get("allowPrivilegeEscalation") is False)
     check("capabilities: drop ALL, add none",
           sc.get("capabilities", {}).get("drop") == ["ALL"] and not sc.get("capabilities", {}).get("add"))
-    check("runs as non-root", pod.get("securityContext", {}).get("runAsNonRoot") is True)
+    # Non-root, except the container may run as uid 0 *with no capabilities* to connect to
+    # the root-owned kubelet pod-resources socket (issue 4).
+    as_root = sc.get("runAsUser") == 0
+    check("runs as non-root, or as uid 0 with every capability dropped",
+          (pod.get("securityContext", {}).get("runAsNonRoot") is True and not as_root)
+          or (as_root and sc.get("capabilities", {}).get("drop") == ["ALL"]
+              and sc.get("allowPrivilegeEscalation") is False), sc)
+    check_attribution(docs, by_kind, pod, c)
     ports = {p["name"]: p["containerPort"] for p in c["ports"]}
     check("metrics port 9445", ports.get("metrics") == 9445, ports)
     args = " ".join(c.get("args", []))
@@ -95,6 +102,50 @@ def main():
                           and d["metadata"].get("namespace") == "kube-system")]
     check("namespaced objects in gpuscale (auth reader binding in kube-system)", not misplaced, misplaced)
     check_adapter(docs, by_kind)
+
+
+def check_attribution(docs, by_kind, pod, c):
+    """Issue 4: hostPID, read-only pod-resources directory and host /proc, flags pointing at
+    them, a token, and RBAC for the pod watch and owner lookups."""
+    check("exporter: hostPID (NVML reports host pids)", pod.get("hostPID") is True)
+    volumes = {v["name"]: v for v in pod.get("volumes", [])}
+    mounts = {m["mountPath"]: m for m in c.get("volumeMounts", [])}
+
+    def host_mount(host_path, mount_path):
+        m = mounts.get(mount_path)
+        v = volumes.get(m["name"]) if m else None
+        return bool(m and m.get("readOnly") is True and v
+                    and v.get("hostPath", {}).get("path") == host_path)
+
+    check("exporter: pod-resources directory mounted read-only (not the socket file)",
+          host_mount("/var/lib/kubelet/pod-resources", "/var/lib/kubelet/pod-resources"), mounts)
+    check("exporter: host /proc mounted read-only", host_mount("/proc", "/host/proc"), mounts)
+    args = c.get("args", [])
+    check("exporter: --pod-resources-socket inside the mounted directory",
+          "--pod-resources-socket=/var/lib/kubelet/pod-resources/kubelet.sock" in args, args)
+    check("exporter: --proc-root=/host/proc", "--proc-root=/host/proc" in args, args)
+    sa_name = pod.get("serviceAccountName")
+    sas = [s for s in by_kind.get("ServiceAccount", []) if s["metadata"]["name"] == sa_name]
+    check("exporter: ServiceAccount token mounted",
+          pod.get("automountServiceAccountToken") is not False
+          and all(s.get("automountServiceAccountToken") is not False for s in sas))
+    bindings = [b for b in by_kind.get("ClusterRoleBinding", [])
+                if any(s["kind"] == "ServiceAccount" and s["name"] == sa_name
+                       and s.get("namespace") == "gpuscale" for s in b.get("subjects", []))]
+    roles = {r["metadata"]["name"]: r for r in by_kind.get("ClusterRole", [])}
+    rules = [rule for b in bindings for rule in roles.get(b["roleRef"]["name"], {}).get("rules", [])]
+
+    def allowed(group, resource, verb):
+        return any(group in r.get("apiGroups", []) and resource in r.get("resources", [])
+                   and verb in r.get("verbs", []) for r in rules)
+
+    check("exporter RBAC: list and watch pods", allowed("", "pods", "list") and allowed("", "pods", "watch"), rules)
+    for group, resource in (("apps", "replicasets"), ("apps", "deployments"), ("apps", "statefulsets"),
+                            ("apps", "daemonsets"), ("batch", "jobs"), ("batch", "cronjobs")):
+        check(f"exporter RBAC: get {resource}", allowed(group, resource, "get"), rules)
+    writes = [r for r in rules if set(r.get("verbs", [])) - {"get", "list", "watch"}]
+    check("exporter RBAC: read-only, no secrets",
+          not writes and not any("secrets" in r.get("resources", []) for r in rules), rules)
 
 
 CLUSTER_SCOPED = {"Namespace", "ClusterRole", "ClusterRoleBinding", "APIService", "PriorityClass"}

@@ -8,9 +8,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 
+use crate::attribution::Attributor;
 use crate::metrics::{self, MetricNames};
 use crate::nvml::NvmlSource;
-use crate::snapshot::{Health, Snapshot};
+use crate::snapshot::{AttributionHealth, Health, Snapshot};
+use crate::workload::SharedWorkloads;
 
 /// What the HTTP side reads: the latest exposition and liveness facts.
 #[derive(Debug, Default)]
@@ -76,12 +78,39 @@ pub struct LoopConfig {
     pub names: MetricNames,
 }
 
+/// The pod side of a cycle: the kubelet and pod index (through the attributor) and the
+/// latest engine scrape round.
+pub struct Attribution {
+    pub attributor: Attributor,
+    pub workloads: Option<SharedWorkloads>,
+}
+
 /// Runs cycles until `stop` receives a message or is dropped.
-pub fn run(mut source: NvmlSource, config: LoopConfig, shared: Arc<Shared>, stop: Receiver<()>) {
+pub fn run(
+    mut source: NvmlSource,
+    mut attribution: Option<Attribution>,
+    config: LoopConfig,
+    shared: Arc<Shared>,
+    stop: Receiver<()>,
+) {
     let mut health = Health::default();
     loop {
         let started = Instant::now();
         let reading = source.collect(&mut health.errors_by_field);
+        let mut pods = Vec::new();
+        let mut workloads = Vec::new();
+        let mut attribution_health = AttributionHealth::default();
+        if let Some(a) = attribution.as_mut() {
+            let attributed = a.attributor.collect(&reading.gpus);
+            pods = attributed.pods;
+            attribution_health.kubelet_up = attributed.kubelet_up;
+            attribution_health.kube_api_up = Some(a.attributor.pods().is_up());
+            if let Some(state) = &a.workloads {
+                let state = state.load();
+                workloads = state.readings.clone();
+                attribution_health.workload_scrape_errors = state.errors.clone();
+            }
+        }
         health.collections_total += 1;
         if reading.nvml_up {
             health.last_success_unix_seconds = Some(unix_ms() as f64 / 1000.0);
@@ -93,6 +122,9 @@ pub fn run(mut source: NvmlSource, config: LoopConfig, shared: Arc<Shared>, stop
             cuda_version: reading.cuda_version,
             gpus: reading.gpus,
             health: health.clone(),
+            pods,
+            workloads,
+            attribution: attribution_health,
         };
         snapshot.health.last_duration_seconds = started.elapsed().as_secs_f64();
         health.last_duration_seconds = snapshot.health.last_duration_seconds;

@@ -44,15 +44,58 @@ pub struct Args {
     #[arg(long, env = "GPUSCALE_NVML_RETRY_MAX", default_value = "30s", value_parser = parse_duration)]
     pub nvml_retry_max: Duration,
 
+    /// Unix socket of the kubelet pod-resources API, read once per cycle to attribute GPUs to
+    /// containers. Mount the directory (the kubelet replaces the socket). Empty: off.
+    #[arg(
+        long,
+        env = "GPUSCALE_POD_RESOURCES_SOCKET",
+        default_value = crate::kubelet::DEFAULT_SOCKET,
+        value_parser = parse_optional_path
+    )]
+    pub pod_resources_socket: PathBuf,
+
+    /// The host's /proc (mounted, with hostPID), to map NVML process ids to containers
+    /// through `/proc/<pid>/cgroup`.
+    #[arg(long, env = "GPUSCALE_PROC_ROOT", default_value = "/proc")]
+    pub proc_root: PathBuf,
+
+    /// Whether to watch this node's pods through the Kubernetes API (workload labels, pod
+    /// IPs for engine scraping). `auto`: in-cluster config, or `--kubeconfig` / `KUBECONFIG`.
+    #[arg(long, env = "GPUSCALE_KUBE_API", value_enum, default_value = "auto")]
+    pub kube_api: KubeApi,
+
+    /// Kubeconfig file for the Kubernetes API (outside a cluster).
+    #[arg(long, env = "GPUSCALE_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+
+    /// Longest wait for one engine's /metrics page; engines are scraped concurrently in their
+    /// own loop, so a slow one never delays a collection cycle.
+    #[arg(long, env = "GPUSCALE_WORKLOAD_SCRAPE_TIMEOUT", default_value = "800ms", value_parser = parse_duration)]
+    pub workload_scrape_timeout: Duration,
+
     /// Log filter (tracing `EnvFilter` syntax), e.g. `info` or `gpuscale_exporter=debug`.
     #[arg(long, env = "GPUSCALE_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Whether the Kubernetes API is used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KubeApi {
+    /// Use it when a configuration is found (in-cluster or kubeconfig).
+    Auto,
+    /// Never: pod series keep the kubelet's names, `workload` is empty, no engine scraping.
+    Off,
 }
 
 fn default_node_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "unknown".to_string())
+}
+
+/// A path that may be empty (empty turns the feature off).
+fn parse_optional_path(text: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(text.trim()))
 }
 
 /// Parses `250ms`, `1s`, `1.5s`, `2m`; a bare number is seconds.
@@ -99,6 +142,13 @@ mod tests {
         assert_eq!(args.listen_address.port(), 9445);
         assert_eq!(args.collect_interval, Duration::from_secs(1));
         assert_eq!(args.metric_names, MetricNames::Gpuscale);
+        assert_eq!(
+            args.pod_resources_socket,
+            PathBuf::from("/var/lib/kubelet/pod-resources/kubelet.sock")
+        );
+        assert_eq!(args.proc_root, PathBuf::from("/proc"));
+        assert_eq!(args.kube_api, KubeApi::Auto);
+        assert_eq!(args.workload_scrape_timeout, Duration::from_millis(800));
         let args = Args::try_parse_from([
             "x",
             "--metric-names",
@@ -112,5 +162,18 @@ mod tests {
         assert_eq!(args.metric_names, MetricNames::Dcgm);
         assert_eq!(args.collect_interval, Duration::from_millis(200));
         assert!(Args::try_parse_from(["x", "--metric-names", "prom"]).is_err());
+        let args = Args::try_parse_from([
+            "x",
+            "--kube-api",
+            "off",
+            "--pod-resources-socket",
+            "",
+            "--proc-root",
+            "/host/proc",
+        ])
+        .expect("parses");
+        assert_eq!(args.kube_api, KubeApi::Off);
+        assert_eq!(args.pod_resources_socket, PathBuf::new());
+        assert_eq!(args.proc_root, PathBuf::from("/host/proc"));
     }
 }

@@ -17,6 +17,82 @@ pub struct Snapshot {
     pub cuda_version: Option<String>,
     pub gpus: Vec<GpuReading>,
     pub health: Health,
+    /// GPU shares, utilization and memory per container (empty without pod-resources).
+    pub pods: Vec<PodGpuReading>,
+    /// Engine request signals per serving pod (one cycle behind, never stale).
+    pub workloads: Vec<WorkloadReading>,
+    pub attribution: AttributionHealth,
+}
+
+/// How the attribution sources answered. `None`: the source is turned off.
+#[derive(Debug, Clone, Default)]
+pub struct AttributionHealth {
+    pub kubelet_up: Option<bool>,
+    pub kube_api_up: Option<bool>,
+    /// Failed engine scrapes by (namespace, pod, engine), for pods still on the node.
+    pub workload_scrape_errors: BTreeMap<(String, String, String), u64>,
+}
+
+/// How a container holds its GPU.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Sharing {
+    Exclusive,
+    TimeSlicing,
+    Mig,
+}
+
+impl Sharing {
+    pub fn label(self) -> &'static str {
+        match self {
+            Sharing::Exclusive => "exclusive",
+            Sharing::TimeSlicing => "time-slicing",
+            Sharing::Mig => "mig",
+        }
+    }
+}
+
+/// One container's use of one GPU (or MIG instance).
+#[derive(Debug, Clone, PartialEq)]
+pub struct PodGpuReading {
+    pub namespace: String,
+    pub pod: String,
+    pub container: String,
+    /// Empty when the Kubernetes API is unavailable.
+    pub workload: String,
+    pub workload_kind: String,
+    pub gpu: u32,
+    pub uuid: String,
+    pub model: String,
+    /// `(mig_uuid, mig_profile)` for a MIG instance.
+    pub mig: Option<(String, String)>,
+    pub sharing: Sharing,
+    /// Share of the physical GPU allocated to the container (1 for a whole GPU).
+    pub allocated: Option<f64>,
+    pub utilization_ratio: Option<f64>,
+    pub memory_used_bytes: Option<u64>,
+}
+
+/// A histogram as the engine exposed it, summed over the engine's own labels: cumulative
+/// counts by upper bound (ending with `+Inf`), in seconds.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct HistogramReading {
+    pub buckets: Vec<(f64, f64)>,
+    pub sum: f64,
+    pub count: f64,
+}
+
+/// One serving pod's request signals.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct WorkloadReading {
+    pub namespace: String,
+    pub pod: String,
+    pub workload: String,
+    pub workload_kind: String,
+    pub engine: String,
+    pub in_flight: Option<f64>,
+    pub waiting: Option<f64>,
+    pub requests_total: Option<f64>,
+    pub duration_seconds: Option<HistogramReading>,
 }
 
 /// The exporter's own health, cumulative since start.
@@ -66,6 +142,18 @@ pub struct GpuReading {
     /// The most recent XID code, for dcgm-exporter's `DCGM_FI_DEV_XID_ERRORS`.
     pub last_xid: Option<u64>,
     pub mig_instances: Vec<MigReading>,
+    /// Compute processes on a GPU not in MIG mode; `None` when NVML cannot list them.
+    pub processes: Option<Vec<ProcessReading>>,
+}
+
+/// One compute process on a GPU.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ProcessReading {
+    pub pid: u32,
+    pub used_memory_bytes: Option<u64>,
+    /// Mean SM utilization of the process over the last sampling window (0..1); 0 when
+    /// NVML has no sample for it (it ran no kernels), `None` when the GPU cannot tell.
+    pub sm_utilization_ratio: Option<f64>,
 }
 
 /// One MIG device (GPU instance + compute instance) of a GPU in MIG mode.

@@ -151,6 +151,37 @@ struct Shared {
     failing: AtomicBool,
     delay_ms: AtomicU64,
     access_review_specs: Mutex<Vec<Value>>,
+    pods: Mutex<PodStore>,
+    /// Objects served by GET at their API path (ReplicaSets, Jobs...).
+    objects: Mutex<BTreeMap<String, Value>>,
+    pod_lists: AtomicUsize,
+    pod_watches: AtomicUsize,
+}
+
+/// Pods with a resourceVersion counter and the log of watch events, so a watch from any
+/// version replays exactly what happened after it, as kube-apiserver does.
+#[derive(Debug, Default)]
+struct PodStore {
+    version: u64,
+    pods: BTreeMap<(String, String), Value>,
+    events: Vec<(u64, &'static str, Value)>,
+}
+
+impl PodStore {
+    fn record(&mut self, kind: &'static str, mut pod: Value) -> Value {
+        self.version += 1;
+        pod["metadata"]["resourceVersion"] = json!(self.version.to_string());
+        self.events.push((self.version, kind, pod.clone()));
+        pod
+    }
+}
+
+fn pod_key(pod: &Value) -> (String, String) {
+    let m = &pod["metadata"];
+    (
+        m["namespace"].as_str().unwrap_or("default").to_string(),
+        m["name"].as_str().unwrap_or_default().to_string(),
+    )
 }
 
 impl Shared {
@@ -195,6 +226,11 @@ impl KubeStandin {
             .route(
                 "/api/v1/namespaces/kube-system/configmaps/extension-apiserver-authentication",
                 get(configmap),
+            )
+            .route("/api/v1/pods", get(pods))
+            .route(
+                "/apis/{group}/{version}/namespaces/{namespace}/{resource}/{name}",
+                get(object),
             )
             .fallback(|| async {
                 status(
@@ -260,6 +296,152 @@ impl KubeStandin {
     }
     pub fn set_configmap(&self, data: Option<BTreeMap<String, String>>) {
         self.shared.config.lock().unwrap().configmap = data;
+    }
+
+    /// Adds or replaces a pod (a `v1` Pod as JSON); watchers get ADDED or MODIFIED.
+    pub fn put_pod(&self, pod: Value) {
+        let mut store = self.shared.pods.lock().unwrap();
+        let key = pod_key(&pod);
+        let kind = if store.pods.contains_key(&key) {
+            "MODIFIED"
+        } else {
+            "ADDED"
+        };
+        let pod = store.record(kind, pod);
+        store.pods.insert(key, pod);
+    }
+
+    /// Deletes a pod; watchers get DELETED with its last state.
+    pub fn delete_pod(&self, namespace: &str, name: &str) {
+        let mut store = self.shared.pods.lock().unwrap();
+        if let Some(pod) = store
+            .pods
+            .remove(&(namespace.to_string(), name.to_string()))
+        {
+            store.record("DELETED", pod);
+        }
+    }
+
+    /// Serves `object` at its API path, e.g.
+    /// `/apis/apps/v1/namespaces/ml/replicasets/llm-7d9f8b6c5d`.
+    pub fn put_object(&self, path: &str, object: Value) {
+        self.shared
+            .objects
+            .lock()
+            .unwrap()
+            .insert(path.to_string(), object);
+    }
+
+    pub fn pod_lists(&self) -> usize {
+        self.shared.pod_lists.load(Ordering::SeqCst)
+    }
+    pub fn pod_watches(&self) -> usize {
+        self.shared.pod_watches.load(Ordering::SeqCst)
+    }
+}
+
+/// `spec.nodeName=<node>` from a field selector; other selectors match everything.
+fn node_of_selector(selector: Option<&String>) -> Option<String> {
+    selector?
+        .split(',')
+        .find_map(|term| term.strip_prefix("spec.nodeName="))
+        .map(str::to_string)
+}
+
+fn on_node(pod: &Value, node: Option<&str>) -> bool {
+    node.is_none_or(|n| pod["spec"]["nodeName"].as_str() == Some(n))
+}
+
+/// `GET /api/v1/pods`: a PodList, or with `watch=true` a stream of watch events (one JSON
+/// object per line) from `resourceVersion` on, kept open like kube-apiserver's.
+async fn pods(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    axum::extract::Query(query): axum::extract::Query<BTreeMap<String, String>>,
+) -> Response {
+    if let Some(r) = refuse_caller(&headers) {
+        return r;
+    }
+    if shared.failing.load(Ordering::SeqCst) {
+        return status(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "InternalError",
+            "failing on purpose",
+        );
+    }
+    let node = node_of_selector(query.get("fieldSelector"));
+    let watch = matches!(query.get("watch").map(String::as_str), Some("true" | "1"));
+    if !watch {
+        shared.pod_lists.fetch_add(1, Ordering::SeqCst);
+        let store = shared.pods.lock().unwrap();
+        let items: Vec<Value> = store
+            .pods
+            .values()
+            .filter(|p| on_node(p, node.as_deref()))
+            .cloned()
+            .collect();
+        return Json(json!({
+            "kind": "PodList", "apiVersion": "v1",
+            "metadata": {"resourceVersion": store.version.to_string()},
+            "items": items
+        }))
+        .into_response();
+    }
+    shared.pod_watches.fetch_add(1, Ordering::SeqCst);
+    let from: u64 = query
+        .get("resourceVersion")
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let stream = futures::stream::unfold(
+        (shared, from, node),
+        |(shared, mut cursor, node)| async move {
+            loop {
+                let next: Vec<String> = {
+                    let store = shared.pods.lock().unwrap();
+                    let from = cursor;
+                    cursor = store.version.max(cursor);
+                    store
+                        .events
+                        .iter()
+                        .filter(|(v, _, _)| *v > from)
+                        .filter(|(_, _, pod)| on_node(pod, node.as_deref()))
+                        .map(|(_, kind, pod)| format!("{}\n", json!({"type": kind, "object": pod})))
+                        .collect()
+                };
+                if !next.is_empty() {
+                    let chunk = axum::body::Bytes::from(next.concat());
+                    return Some((
+                        Ok::<_, std::convert::Infallible>(chunk),
+                        (shared, cursor, node),
+                    ));
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        },
+    );
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        axum::body::Body::from_stream(stream),
+    )
+        .into_response()
+}
+
+/// `GET /apis/<group>/<version>/namespaces/<ns>/<resource>/<name>` from the stored objects.
+async fn object(
+    State(shared): State<Arc<Shared>>,
+    headers: HeaderMap,
+    uri: axum::http::Uri,
+) -> Response {
+    if let Some(r) = refuse_caller(&headers) {
+        return r;
+    }
+    match shared.objects.lock().unwrap().get(uri.path()) {
+        Some(object) => Json(object.clone()).into_response(),
+        None => status(
+            StatusCode::NOT_FOUND,
+            "NotFound",
+            &format!("{} not found", uri.path()),
+        ),
     }
 }
 

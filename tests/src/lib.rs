@@ -10,6 +10,7 @@
 pub mod alerting;
 pub mod forecast_eval;
 pub mod kube_standin;
+pub mod kubelet_standin;
 pub mod rulegen;
 
 use std::collections::BTreeMap;

@@ -3,6 +3,7 @@
 //! Encoding happens once per collection cycle, not per scrape: a scrape only copies the
 //! bytes, so scrape latency does not grow with GPUs or pods and never touches NVML.
 
+mod attribution;
 mod dcgm;
 mod gpuscale;
 
@@ -38,6 +39,15 @@ pub enum Error {
 /// Label pairs of one sample, in output order.
 pub(crate) type Labels = Vec<(&'static str, String)>;
 
+/// One histogram sample: per-bucket (not cumulative) counts by upper bound, ending with
+/// `+Inf`, as prometheus-client encodes them.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct HistogramValue {
+    pub sum: f64,
+    pub count: u64,
+    pub buckets: Vec<(f64, u64)>,
+}
+
 /// One metric family: its descriptor and samples.
 #[derive(Debug)]
 pub(crate) struct Family {
@@ -45,6 +55,7 @@ pub(crate) struct Family {
     help: &'static str,
     kind: MetricType,
     samples: Vec<(Labels, f64)>,
+    histograms: Vec<(Labels, HistogramValue)>,
 }
 
 impl Family {
@@ -54,6 +65,7 @@ impl Family {
             help,
             kind: MetricType::Gauge,
             samples: Vec::new(),
+            histograms: Vec::new(),
         }
     }
 
@@ -64,7 +76,22 @@ impl Family {
             help,
             kind: MetricType::Counter,
             samples: Vec::new(),
+            histograms: Vec::new(),
         }
+    }
+
+    pub(crate) fn histogram(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Histogram,
+            samples: Vec::new(),
+            histograms: Vec::new(),
+        }
+    }
+
+    pub(crate) fn push_histogram(&mut self, labels: Labels, value: HistogramValue) {
+        self.histograms.push((labels, value));
     }
 
     pub(crate) fn push(&mut self, labels: Labels, value: f64) {
@@ -84,7 +111,11 @@ struct Families(Vec<Family>);
 
 impl Collector for Families {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), fmt::Error> {
-        for family in self.0.iter().filter(|f| !f.samples.is_empty()) {
+        for family in self
+            .0
+            .iter()
+            .filter(|f| !f.samples.is_empty() || !f.histograms.is_empty())
+        {
             let mut metric =
                 encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
             for (labels, value) in &family.samples {
@@ -93,6 +124,12 @@ impl Collector for Families {
                     MetricType::Counter => ConstCounter::new(*value).encode(sample)?,
                     _ => ConstGauge::new(*value).encode(sample)?,
                 }
+            }
+            for (labels, h) in &family.histograms {
+                let mut sample = metric.encode_family(labels)?;
+                sample.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    h.sum, h.count, &h.buckets, None,
+                )?;
             }
         }
         Ok(())
@@ -159,6 +196,7 @@ pub fn encode(snapshot: &Snapshot, names: MetricNames) -> Result<String, Error> 
     if matches!(names, MetricNames::Dcgm | MetricNames::Both) {
         families.extend(dcgm::families(snapshot));
     }
+    families.extend(attribution::families(snapshot));
     families.extend(health_families(snapshot));
     let mut registry = Registry::default();
     registry.register_collector(Box::new(Families(families)));

@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 
 use nvml_wrapper::bitmasks::event::EventTypes;
 use nvml_wrapper::enum_wrappers::device::{Clock, EccCounter, MemoryError, TemperatureSensor};
+use nvml_wrapper::enums::device::UsedGpuMemory;
 use nvml_wrapper::enums::event::XidError;
 use nvml_wrapper::error::NvmlError;
+use nvml_wrapper::struct_wrappers::device::ProcessUtilizationSample;
 use nvml_wrapper::{Device, EventSet, Nvml};
 
-use crate::snapshot::{GpuReading, MigReading, mig_profile_from_name};
+use crate::snapshot::{GpuReading, MigReading, ProcessReading, mig_profile_from_name};
 
 /// What one cycle read from NVML.
 #[derive(Debug, Default)]
@@ -69,6 +71,9 @@ pub struct NvmlSource {
     logged_fields: HashSet<(String, &'static str)>,
     identities: HashMap<u32, Identity>,
     xid: HashMap<String, XidCounts>,
+    /// How far back per-process utilization samples are averaged: at least a second, so a
+    /// short collection interval still sees a sample of every busy process.
+    process_window: Duration,
 }
 
 impl NvmlSource {
@@ -90,6 +95,7 @@ impl NvmlSource {
             logged_fields: HashSet::new(),
             identities: HashMap::new(),
             xid: HashMap::new(),
+            process_window: min_backoff.max(Duration::from_secs(1)),
         }
     }
 
@@ -354,6 +360,12 @@ impl NvmlSource {
         } else {
             Vec::new()
         };
+        // MIG instances are never shared between containers, so their processes are not needed.
+        let processes = if mig_enabled == Some(true) {
+            None
+        } else {
+            self.read_processes(u, device, errors)?
+        };
 
         let xid_registered = self
             .session
@@ -393,7 +405,78 @@ impl NvmlSource {
             xid_errors,
             last_xid,
             mig_instances,
+            processes,
         })
+    }
+
+    /// Compute processes with their memory and mean SM utilization over the last window.
+    fn read_processes(
+        &mut self,
+        uuid: &str,
+        device: &Device<'static>,
+        errors: &mut BTreeMap<&'static str, u64>,
+    ) -> Result<Option<Vec<ProcessReading>>, Lost> {
+        let Some(list) = self.field(
+            uuid,
+            "processes",
+            device.running_compute_processes(),
+            errors,
+        )?
+        else {
+            return Ok(None);
+        };
+        if list.is_empty() {
+            return Ok(Some(Vec::new()));
+        }
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .saturating_sub(self.process_window)
+            .as_micros() as u64;
+        // NVML answers NOT_FOUND when no process ran a kernel in the window: all are idle.
+        let samples = match device.process_utilization_stats(since) {
+            Ok(samples) => Some(samples),
+            Err(NvmlError::NotFound) => Some(Vec::new()),
+            Err(err) => self
+                .field::<Vec<ProcessUtilizationSample>>(
+                    uuid,
+                    "process_utilization",
+                    Err(err),
+                    errors,
+                )?
+                .map(|_| Vec::new()),
+        };
+        let mut sm: HashMap<u32, (u64, u64)> = HashMap::new();
+        for sample in samples.iter().flatten() {
+            let entry = sm.entry(sample.pid).or_default();
+            entry.0 += u64::from(sample.sm_util.min(100));
+            entry.1 += 1;
+        }
+        let mut out: Vec<ProcessReading> = Vec::with_capacity(list.len());
+        for info in list {
+            let memory = match info.used_gpu_memory {
+                UsedGpuMemory::Used(bytes) => Some(bytes),
+                UsedGpuMemory::Unavailable => None,
+            };
+            // A process with several contexts is listed once per context.
+            if let Some(seen) = out.iter_mut().find(|p| p.pid == info.pid) {
+                seen.used_memory_bytes = match (seen.used_memory_bytes, memory) {
+                    (Some(a), Some(b)) => Some(a + b),
+                    (a, b) => a.or(b),
+                };
+                continue;
+            }
+            let sm_utilization_ratio = samples.as_ref().map(|_| {
+                sm.get(&info.pid)
+                    .map_or(0.0, |(total, n)| *total as f64 / *n as f64 / 100.0)
+            });
+            out.push(ProcessReading {
+                pid: info.pid,
+                used_memory_bytes: memory,
+                sm_utilization_ratio,
+            });
+        }
+        Ok(Some(out))
     }
 
     fn read_mig(

@@ -3,7 +3,7 @@
 //! through different signals (utilization saturates at 100 %, concurrency does not), which
 //! is the main reason the reactive policies differ.
 
-use crate::explain::{Target, replicas_for};
+use crate::explain::{TOLERANCE, Target, replicas_for};
 
 /// The load model of one replica.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -50,6 +50,8 @@ impl Signal {
 pub struct Observation {
     pub demand: f64,
     pub ready_replicas: u32,
+    /// Pods holding GPUs (ready or still loading): the GPUs the utilization average covers.
+    pub bound_replicas: u32,
     /// The forecast replicas series at this time, if the rules produced one.
     pub forecast_replicas: Option<f64>,
 }
@@ -59,8 +61,16 @@ impl Capacity {
     /// utilization; no forecast sample), in which case the HPA counts the metric as invalid.
     pub fn value(&self, signal: Signal, obs: &Observation) -> Option<f64> {
         match signal {
-            Signal::Utilization => (obs.ready_replicas > 0).then(|| {
-                (obs.demand / (f64::from(obs.ready_replicas) * self.per_replica)).min(1.0)
+            // Ready pods share the load (each at most 100 %); pods still loading hold GPUs
+            // that idle. No pod holding a GPU: no series.
+            Signal::Utilization => (obs.bound_replicas > 0).then(|| {
+                let ready = f64::from(obs.ready_replicas);
+                let busy = if ready > 0.0 {
+                    (obs.demand / (ready * self.per_replica)).min(1.0)
+                } else {
+                    0.0
+                };
+                busy * ready / f64::from(obs.bound_replicas.max(obs.ready_replicas))
             }),
             Signal::InFlight => Some(obs.demand),
             Signal::ForecastReplicas => obs.forecast_replicas.filter(|v| v.is_finite()),
@@ -68,6 +78,11 @@ impl Capacity {
     }
 
     /// The metric's replica proposal at `current` (spec) replicas.
+    ///
+    /// `AverageValue` (GetExternalPerPodMetricReplicas) divides by the replica count;
+    /// `Value` (GetExternalMetricReplicas → getUsageRatioReplicaCount in
+    /// replica_calculator.go) multiplies the ratio by the *ready* pod count once outside the
+    /// tolerance, so pods waiting for a node do not compound the scale-up.
     pub fn proposal(
         &self,
         signal: Signal,
@@ -75,8 +90,21 @@ impl Capacity {
         obs: &Observation,
         current: i32,
     ) -> Option<i32> {
-        self.value(signal, obs)
-            .map(|v| replicas_for(v, target, current))
+        let v = self.value(signal, obs)?;
+        Some(match target {
+            Target::AverageValue(_) => replicas_for(v, target, current),
+            Target::Value(t) => {
+                let milli = |x: f64| (x * 1000.0).round();
+                let ratio = milli(v) / milli(t);
+                if current == 0 {
+                    ratio.ceil() as i32
+                } else if (1.0 - ratio).abs() <= TOLERANCE {
+                    current
+                } else {
+                    (ratio * f64::from(obs.ready_replicas)).ceil() as i32
+                }
+            }
+        })
     }
 
     /// Load the ready replicas can serve.
@@ -101,6 +129,7 @@ mod tests {
         let obs = Observation {
             demand: 100.0,
             ready_replicas: 2,
+            bound_replicas: 2,
             forecast_replicas: None,
         };
         assert_eq!(CAP.value(Signal::Utilization, &obs), Some(1.0));
@@ -120,10 +149,33 @@ mod tests {
         let obs = Observation {
             demand: 5.0,
             ready_replicas: 0,
+            bound_replicas: 0,
             forecast_replicas: None,
         };
         assert_eq!(CAP.value(Signal::Utilization, &obs), None);
         assert_eq!(CAP.value(Signal::ForecastReplicas, &obs), None);
+    }
+
+    /// replica_calculator.go getUsageRatioReplicaCount: a Value metric's ratio multiplies the
+    /// ready pods, not the spec: 3 ready at 100 % (target 0.7) with 10 in spec asks for 5.
+    /// Loading pods' idle GPUs pull the average down.
+    #[test]
+    fn value_target_scales_ready_pods() {
+        let obs = Observation {
+            demand: 100.0,
+            ready_replicas: 3,
+            bound_replicas: 3,
+            forecast_replicas: None,
+        };
+        assert_eq!(
+            CAP.proposal(Signal::Utilization, Target::Value(0.7), &obs, 10),
+            Some(5)
+        );
+        let loading = Observation {
+            bound_replicas: 4,
+            ..obs
+        };
+        assert_eq!(CAP.value(Signal::Utilization, &loading), Some(0.75));
     }
 
     #[test]

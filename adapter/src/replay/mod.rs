@@ -110,6 +110,9 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
             end,
         } => range::demand(prometheus, query, *start, *end, opts.step).await?,
     };
+    if trace.warmup > 0.0 {
+        trace.skip(trace.warmup);
+    }
     if let Some(d) = opts.max_duration {
         trace.truncate(d);
     }
@@ -353,7 +356,9 @@ pub struct ReplayArgs {
     pub replica_capacity: f64,
     #[arg(long, default_value_t = 1)]
     pub gpus_per_replica: u32,
-    #[arg(long, default_value_t = 8)]
+    /// GPUs per node. The default, one, is the common inference node (g5/g6.xlarge, L4 VMs)
+    /// and the case where every scale-up waits for a node.
+    #[arg(long, default_value_t = 1)]
     pub gpus_per_node: u32,
     /// Seconds from cluster-autoscaler's decision to a schedulable GPU node.
     #[arg(long, default_value_t = 120.0)]

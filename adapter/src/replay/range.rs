@@ -231,6 +231,7 @@ pub async fn demand(
         step,
         // A gap in the series is no demand seen, which the replay must not invent.
         values: grid.into_iter().map(|v| v.unwrap_or(0.0)).collect(),
+        warmup: 0.0,
     })
 }
 

@@ -56,20 +56,16 @@ impl Report {
         out
     }
 
-    /// Forecast rows against the best reactive row: the project's goal is ≥ 50 % fewer unmet
-    /// minutes at ≤ 15 % more GPU-hours.
+    /// Each forecast row against each reactive row: the project's goal is ≥ 50 % fewer
+    /// unmet minutes at ≤ 15 % more GPU-hours.
     pub fn comparison(&self) -> Option<String> {
-        let reactive = self
-            .outcomes
-            .iter()
-            .filter(|o| o.policy.starts_with("reactive"))
-            .min_by(|a, b| a.unmet_demand_minutes.total_cmp(&b.unmet_demand_minutes))?;
         let mut out = String::new();
-        for o in self
-            .outcomes
-            .iter()
-            .filter(|o| o.policy.starts_with("forecast"))
-        {
+        let rows = |prefix: &'static str| {
+            self.outcomes
+                .iter()
+                .filter(move |o| o.policy.starts_with(prefix))
+        };
+        for (o, reactive) in rows("forecast").flat_map(|o| rows("reactive").map(move |r| (o, r))) {
             let (cut, extra) = goal(reactive, o);
             let ok = cut >= 50.0 && extra <= 15.0;
             out.push_str(&format!(
@@ -147,6 +143,10 @@ mod tests {
             ],
         };
         let text = r.table();
+        assert!(
+            text.contains("forecast vs reactive-utilization: unmet minutes -80.0 %"),
+            "{text}"
+        );
         assert!(
             text.contains("forecast vs reactive-concurrency: unmet minutes -60.0 % (10.00 -> 4.00), GPU-hours +10.0 %"),
             "{text}"

@@ -13,8 +13,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use promql_parser::parser::{self, Expr};
-use promql_parser::util::{ExprVisitor, walk_expr};
 use serde::{Deserialize, Serialize};
 use tokio::process::{Child, Command};
 
@@ -39,12 +37,6 @@ pub enum Error {
     },
     #[error("{file}: not a Prometheus rule file: {message}")]
     RuleFile { file: String, message: String },
-    #[error("{file}: rule {record}: PromQL does not parse: {message}")]
-    Expr {
-        file: String,
-        record: String,
-        message: String,
-    },
     #[error(
         "no recording rule for {0} in the rule files given (pass --rules DIR with the gpuscale forecast rules)"
     )]
@@ -171,15 +163,8 @@ fn levels(dir: &Path, targets: &[&str]) -> Result<(Vec<Vec<Rule>>, Vec<String>),
             let Some(record) = rule.record.clone().filter(|_| rule.alert.is_none()) else {
                 continue;
             };
-            let expr = parser::parse(&rule.expr).map_err(|message| Error::Expr {
-                file: file.clone(),
-                record: record.clone(),
-                message,
-            })?;
-            by_name
-                .entry(record)
-                .or_default()
-                .push((rule, metric_names(&expr)));
+            let names = metric_names(&rule.expr);
+            by_name.entry(record).or_default().push((rule, names));
         }
     }
     let mut level: BTreeMap<String, usize> = BTreeMap::new();
@@ -233,34 +218,40 @@ fn assign(
     Ok(Some(l))
 }
 
-/// Metric names of every vector selector in `expr` (`offset`ed ones included).
-fn metric_names(expr: &Expr) -> BTreeSet<String> {
-    struct Names(BTreeSet<String>);
-    impl ExprVisitor for Names {
-        type Error = std::convert::Infallible;
-        fn pre_visit(&mut self, e: &Expr) -> Result<bool, Self::Error> {
-            let vs = match e {
-                Expr::VectorSelector(vs) => Some(vs),
-                Expr::MatrixSelector(ms) => Some(&ms.vs),
-                _ => None,
-            };
-            if let Some(vs) = vs {
-                if let Some(n) = &vs.name {
-                    self.0.insert(n.clone());
-                }
-                for m in &vs.matchers.matchers {
-                    if m.name == "__name__" {
-                        self.0.insert(m.value.clone());
+/// Every identifier in `expr` outside string literals: a superset of the metric names it
+/// reads. Only names that are also recorded matter for the levels, so function names and
+/// label names do no harm. A tokenizer rather than promql-parser, because the parser does
+/// not know every function Prometheus 2.42 has (`holt_winters` is missing from it).
+fn metric_names(expr: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut chars = expr.chars().peekable();
+    let mut current = String::new();
+    while let Some(c) = chars.next() {
+        match c {
+            '"' | '\'' | '`' => {
+                let quote = c;
+                while let Some(d) = chars.next() {
+                    if d == '\\' && quote != '`' {
+                        chars.next();
+                    } else if d == quote {
+                        break;
                     }
                 }
             }
-            Ok(true)
+            c if c.is_ascii_alphanumeric() || c == '_' || c == ':' => {
+                current.push(c);
+                continue;
+            }
+            _ => {}
+        }
+        if !current.is_empty() {
+            names.insert(std::mem::take(&mut current));
         }
     }
-    let mut v = Names(BTreeSet::new());
-    // Infallible visitor.
-    let _ = walk_expr(&mut v, expr);
-    v.0
+    if !current.is_empty() {
+        names.insert(current);
+    }
+    names
 }
 
 /// OpenMetrics text of the trace as the exporter's in-flight gauge, one sample per scrape.
@@ -344,8 +335,11 @@ fn write(path: &Path, text: &str) -> Result<(), Error> {
     })
 }
 
-async fn run_tool(bin: &Path, args: &[String]) -> Result<(), Error> {
+/// Runs in `cwd` so rule files are named relatively: Prometheus offsets each group's
+/// evaluation times by a hash of its name and file, and a fixed name keeps replays repeatable.
+async fn run_tool(bin: &Path, cwd: &Path, args: &[String]) -> Result<(), Error> {
     let out = Command::new(bin)
+        .current_dir(cwd)
         .args(args)
         .output()
         .await
@@ -398,7 +392,22 @@ impl Pipeline {
         )?;
         let temp;
         let dir = match &self.work_dir {
-            Some(d) => d.clone(),
+            Some(d) => {
+                let d = std::path::absolute(d).map_err(|source| Error::Io {
+                    path: d.display().to_string(),
+                    source,
+                })?;
+                // A fresh TSDB each time: old blocks would overlap the new ones.
+                if let Ok(entries) = std::fs::read_dir(&d) {
+                    for e in entries.flatten() {
+                        let n = e.file_name().to_string_lossy().into_owned();
+                        if n == "data" || n.starts_with("blocks-") {
+                            let _ = std::fs::remove_dir_all(e.path());
+                        }
+                    }
+                }
+                d
+            }
             None => {
                 temp = TempDir::new()?;
                 temp.0.clone()
@@ -417,6 +426,7 @@ impl Pipeline {
         )?;
         run_tool(
             &self.promtool_bin,
+            &dir,
             &[
                 "tsdb".into(),
                 "create-blocks-from".into(),
@@ -437,7 +447,8 @@ impl Pipeline {
             if rules.is_empty() {
                 continue;
             }
-            let file = dir.join(format!("level-{i}.rules.yml"));
+            let name = format!("level-{i}.rules.yml");
+            let file = dir.join(&name);
             // JSON is YAML: serde_json writes a valid rule file without a YAML serializer.
             let body = serde_json::json!({
                 "groups": [{ "name": format!("gpuscale-replay-level-{i}"), "rules": rules }]
@@ -447,6 +458,7 @@ impl Pipeline {
             let prom = Prometheus::start(&self.prometheus_bin, &dir).await?;
             let result = run_tool(
                 &self.promtool_bin,
+                &dir,
                 &[
                     "tsdb".into(),
                     "create-blocks-from".into(),
@@ -457,7 +469,7 @@ impl Pipeline {
                     format!("--end={end}"),
                     format!("--eval-interval={eval}"),
                     format!("--output-dir={}", out.display()),
-                    file.display().to_string(),
+                    name,
                 ],
             )
             .await;
@@ -613,12 +625,14 @@ mod tests {
 
     #[test]
     fn names_include_offset_and_range_selectors() {
-        let e = parser::parse(
-            "max_over_time(a[10m] offset 1d) + on (x) b - predict_linear(c[5m], 60) or {__name__=\"d\"}",
-        )
-        .expect("parses");
-        let names: Vec<String> = metric_names(&e).into_iter().collect();
-        assert_eq!(names, vec!["a", "b", "c", "d"]);
+        let names = metric_names(
+            "max_over_time(a:x[10m] offset 1d) + on (x) b - predict_linear(c[5m], 60) or {__name__=\"d\", q='e'}",
+        );
+        for n in ["a:x", "b", "c", "max_over_time", "predict_linear", "x"] {
+            assert!(names.contains(n), "{n} in {names:?}");
+        }
+        // String literals are not names.
+        assert!(!names.contains("d") && !names.contains("e"), "{names:?}");
     }
 
     #[test]
@@ -654,6 +668,7 @@ mod tests {
             start: 100.0,
             step: 5.0,
             values: vec![1.0, 2.0, 3.0, 4.0],
+            warmup: 0.0,
         };
         let om = openmetrics(&t, "ns", "w", 15.0);
         assert!(om.ends_with("# EOF\n"));

@@ -113,6 +113,7 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
     let mut placeholders = 0i32;
     let mut cluster = Cluster::new(model, replicas.max(0) as u32, trace.start);
     let mut ready = replicas.max(0) as u32;
+    let mut bound = ready;
     let mut unmet_seconds = 0.0;
     let mut unmet_load_seconds = 0.0;
     let mut queue = Vec::with_capacity(trace.values.len());
@@ -126,6 +127,7 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
             let obs = Observation {
                 demand,
                 ready_replicas: ready,
+                bound_replicas: bound,
                 forecast_replicas: forecast,
             };
             let proposals: Vec<Option<i32>> = policy
@@ -149,6 +151,7 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
         peak_replicas = peak_replicas.max(replicas);
         let snap = cluster.step(t, replicas.max(0) as u32, placeholders.max(0) as u32);
         ready = snap.ready_replicas;
+        bound = snap.bound_replicas;
         let capacity = setup.capacity.ready(ready);
         let unmet = (demand - capacity).max(0.0);
         if unmet > 1e-9 {
@@ -250,6 +253,7 @@ mod tests {
             start: 0.0,
             step: 5.0,
             values,
+            warmup: 0.0,
         };
         let out = run(&setup(&trace), &concurrency());
         assert!((out.unmet_demand_minutes - 2.5).abs() < 1e-9, "{out:?}");
@@ -273,6 +277,7 @@ mod tests {
             start: 0.0,
             step: 5.0,
             values,
+            warmup: 0.0,
         };
         let forecast: Vec<Option<f64>> = vec![Some(2.0); 120];
         let mut s = setup(&trace);

@@ -34,6 +34,10 @@ pub struct Trace {
     /// Seconds between values.
     pub step: f64,
     pub values: Vec<f64>,
+    /// Seconds at the start that under-count demand: a per-request trace misses the
+    /// requests that started before it, so concurrency ramps up from zero for about the
+    /// longest request (the 99th percentile of request durations). `replay` skips them.
+    pub warmup: f64,
 }
 
 impl Trace {
@@ -50,6 +54,14 @@ impl Trace {
         for v in &mut self.values {
             *v *= factor;
         }
+    }
+
+    /// Drops the first `seconds` (at least `warmup`, rounded up to whole steps).
+    pub fn skip(&mut self, seconds: f64) {
+        let n = ((seconds / self.step).ceil() as usize).min(self.values.len().saturating_sub(1));
+        self.values.drain(..n);
+        self.start += n as f64 * self.step;
+        self.warmup = 0.0;
     }
 
     /// Keeps the first `seconds` of the trace.
@@ -148,20 +160,25 @@ pub fn parse(
         });
     }
     rows.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let values = if per_request {
+    let (values, warmup) = if per_request {
         let intervals: Vec<(f64, f64)> = rows
             .iter()
             .map(|&(t, ctx, generated)| (t, t + service.seconds(ctx, generated)))
             .collect();
-        in_flight(&intervals, rows[0].0, step)
+        let mut durations: Vec<f64> = intervals.iter().map(|(a, b)| b - a).collect();
+        durations.sort_by(f64::total_cmp);
+        let p99 = durations
+            [((durations.len() as f64 * 0.99).ceil() as usize).clamp(1, durations.len()) - 1];
+        (in_flight(&intervals, rows[0].0, step), p99)
     } else {
-        interpolate(&rows, step)
+        (interpolate(&rows, step), 0.0)
     };
     Ok(Trace {
         name: name.to_string(),
         start: rows[0].0,
         step,
         values,
+        warmup,
     })
 }
 
@@ -289,6 +306,12 @@ mod tests {
         assert!((t.values[0] - 1.0).abs() < 1e-9);
         assert!((t.values[1] - 1.0).abs() < 1e-9);
         assert!((t.values[2] - (0.1 + 1.0) / 5.0).abs() < 1e-9);
+        // p99 of the durations (10.1 s, 1 s): the first 10.1 s under-count.
+        assert!((t.warmup - 10.1).abs() < 1e-9);
+        let mut t = t;
+        t.skip(t.warmup);
+        // At least one value stays.
+        assert_eq!((t.start, t.values.len(), t.warmup), (10.0, 1, 0.0));
     }
 
     #[test]

@@ -50,7 +50,7 @@ pub enum Demand {
     File(PathBuf),
     /// A PromQL range query against a Prometheus (the adapter config's).
     Query {
-        prometheus: crate::config::PrometheusConfig,
+        prometheus: Box<crate::config::PrometheusConfig>,
         query: String,
         start: f64,
         end: f64,
@@ -316,9 +316,18 @@ fn policies(opts: &Options, hpa: &HpaUnderReplay, with_forecast: bool) -> Vec<Po
             metrics: vec![in_flight, forecast],
             prewarm: false,
         });
+        // Placeholders next to the forecast-driven HPA: they only matter when the HPA is
+        // held back (tolerance, rate limits), since its replicas already follow the forecast.
         out.push(Policy {
             name: "forecast+prewarm".into(),
             metrics: vec![in_flight, forecast],
+            prewarm: true,
+        });
+        // Issue 6's design: the workload's own HPA stays reactive; placeholder pods scaled
+        // on the forecast headroom make cluster-autoscaler add nodes ahead of demand.
+        out.push(Policy {
+            name: "reactive+prewarm".into(),
+            metrics: vec![in_flight],
             prewarm: true,
         });
     }
@@ -514,7 +523,7 @@ fn options(args: &ReplayArgs) -> Result<Options, Error> {
                     .ok_or_else(|| Error::Invalid(format!("--{flag} must be a time")))
             };
             Demand::Query {
-                prometheus: config.prometheus,
+                prometheus: Box::new(config.prometheus),
                 query: query.clone(),
                 start: time(&args.start, "start")?,
                 end: time(&args.end, "end")?,

@@ -61,11 +61,17 @@ impl Report {
     pub fn comparison(&self) -> Option<String> {
         let mut out = String::new();
         let rows = |prefix: &'static str| {
+            // Baselines: the reactive rows without pre-warming.
             self.outcomes
                 .iter()
-                .filter(move |o| o.policy.starts_with(prefix))
+                .filter(move |o| o.policy.starts_with(prefix) && !o.policy.ends_with("prewarm"))
         };
-        for (o, reactive) in rows("forecast").flat_map(|o| rows("reactive").map(move |r| (o, r))) {
+        let forecast_rows = self
+            .outcomes
+            .iter()
+            .filter(|o| o.policy.starts_with("forecast") || o.policy.ends_with("prewarm"));
+        let baselines = || rows("reactive-");
+        for (o, reactive) in forecast_rows.flat_map(|o| baselines().map(move |r| (o, r))) {
             let (cut, extra) = goal(reactive, o);
             let ok = cut >= 50.0 && extra <= 15.0;
             out.push_str(&format!(

@@ -23,7 +23,8 @@ pub struct Policy {
     pub name: String,
     pub metrics: Vec<MetricSpec>,
     /// Placeholder pods = max(0, forecast replicas − replicas), scaled by their own stock
-    /// HPA (default behavior): the `cluster:gpu_headroom:forecast` formula, evaluated here
+    /// HPA (default behavior, AverageValue 1): the `cluster:gpu_headroom:forecast` formula
+    /// (GPUs needed at the horizon beyond those held), evaluated here in replica units
     /// because allocation is simulated.
     pub prewarm: bool,
 }

@@ -82,6 +82,8 @@ pub struct Options {
     pub peak: Option<f64>,
     /// Keep only the first seconds of the trace.
     pub max_duration: Option<f64>,
+    /// Seconds simulated (and forecast) but not scored.
+    pub warmup: f64,
     pub capacity: Capacity,
     pub nodes: NodeModel,
     pub target_utilization: f64,
@@ -149,6 +151,7 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
         capacity: opts.capacity,
         price_per_gpu_hour: opts.price_per_gpu_hour,
         initial_replicas: initial,
+        warmup: opts.warmup,
     };
     let outcomes = policies(opts, &hpa, forecast.is_some())
         .iter()
@@ -194,10 +197,11 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
         (
             "demand".into(),
             format!(
-                "scaled x{:.4} to peak {:.1}, sampled every {} s",
+                "scaled x{:.4} to peak {:.1}, sampled every {} s; first {} s simulated, not scored",
                 opts.scale,
                 trace.peak(),
-                trace.step
+                trace.step,
+                opts.warmup
             ),
         ),
     ];
@@ -394,6 +398,10 @@ pub struct ReplayArgs {
     /// Replay only the first seconds of the trace.
     #[arg(long)]
     pub max_duration: Option<f64>,
+    /// Seconds at the start that are simulated but not scored (the replay starts from a
+    /// guessed steady state and the rules have no history yet).
+    #[arg(long, default_value_t = 0.0)]
+    pub warmup: f64,
     /// Per request: prompt tokens per second.
     #[arg(long, default_value_t = 2000.0)]
     pub prefill_tokens_per_second: f64,
@@ -424,6 +432,9 @@ pub struct ReplayArgs {
     /// Print JSON instead of the table.
     #[arg(long)]
     pub json: bool,
+    /// Also write the JSON report to this file (one replay, both forms).
+    #[arg(long)]
+    pub json_out: Option<PathBuf>,
     /// Draw demand, ready capacity and replicas per policy into this PNG.
     #[arg(long)]
     pub plot: Option<PathBuf>,
@@ -440,14 +451,21 @@ pub async fn main(args: ReplayArgs) -> Result<String, Error> {
             &replay.report.outcomes,
         )?;
     }
-    if args.json {
+    let json = || {
         let value = serde_json::json!({
             "report": replay.report,
             "forecast_accuracy": replay.accuracy,
         });
-        return serde_json::to_string_pretty(&value)
+        serde_json::to_string_pretty(&value)
             .map(|s| s + "\n")
-            .map_err(|e| Error::Invalid(e.to_string()));
+            .map_err(|e| Error::Invalid(e.to_string()))
+    };
+    if let Some(file) = &args.json_out {
+        std::fs::write(file, json()?)
+            .map_err(|e| Error::Invalid(format!("{}: {e}", file.display())))?;
+    }
+    if args.json {
+        return json();
     }
     let mut text = replay.report.table();
     if let Some(acc) = &replay.accuracy {
@@ -586,6 +604,7 @@ fn options(args: &ReplayArgs) -> Result<Options, Error> {
         scale: args.scale,
         peak: args.peak.map(|p| positive("peak", p)).transpose()?,
         max_duration: args.max_duration,
+        warmup: args.warmup.max(0.0),
         capacity: Capacity {
             per_replica: args.replica_capacity,
             gpus_per_replica: args.gpus_per_replica,

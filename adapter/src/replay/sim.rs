@@ -59,6 +59,9 @@ pub struct Setup<'a> {
     pub capacity: Capacity,
     pub price_per_gpu_hour: f64,
     pub initial_replicas: i32,
+    /// Seconds simulated but not scored: a trace starts from a guessed steady state, and
+    /// the rules have no history yet.
+    pub warmup: f64,
 }
 
 /// One point of the time series kept for the plot.
@@ -121,6 +124,8 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
     let mut series = Vec::with_capacity(trace.values.len());
     let mut scale_events = 0;
     let mut peak_replicas = replicas;
+    let mut gpu_seconds_before = 0.0;
+    let mut nodes_before = 0;
     for (k, &demand) in trace.values.iter().enumerate() {
         let t = trace.start + k as f64 * step;
         let forecast = setup.forecast.and_then(|f| f.get(k).copied().flatten());
@@ -150,16 +155,27 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
             }
         }
         peak_replicas = peak_replicas.max(replicas);
+        let scored = t >= trace.start + setup.warmup;
+        if !scored {
+            scale_events = 0;
+            nodes_before = cluster.nodes_added();
+        }
         let snap = cluster.step(t, replicas.max(0) as u32, placeholders.max(0) as u32);
+        // The scored window starts at the warm-up's end: a step bills the tick before it.
+        if t <= trace.start + setup.warmup {
+            gpu_seconds_before = cluster.gpu_seconds();
+        }
         ready = snap.ready_replicas;
         bound = snap.bound_replicas;
         let capacity = setup.capacity.ready(ready);
         let unmet = (demand - capacity).max(0.0);
-        if unmet > 1e-9 {
-            unmet_seconds += step;
-            unmet_load_seconds += unmet * step;
+        if scored {
+            if unmet > 1e-9 {
+                unmet_seconds += step;
+                unmet_load_seconds += unmet * step;
+            }
+            queue.push(unmet);
         }
-        queue.push(unmet);
         series.push(Point {
             t,
             demand,
@@ -176,7 +192,7 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
         replicas.max(0) as u32,
         placeholders.max(0) as u32,
     );
-    let gpu_hours = cluster.gpu_seconds() / 3600.0;
+    let gpu_hours = (cluster.gpu_seconds() - gpu_seconds_before) / 3600.0;
     Outcome {
         policy: policy.name.clone(),
         unmet_demand_minutes: unmet_seconds / 60.0,
@@ -186,7 +202,7 @@ pub fn run(setup: &Setup<'_>, policy: &Policy) -> Outcome {
         gpu_hours,
         dollars: gpu_hours * setup.price_per_gpu_hour,
         scale_events,
-        nodes_added: cluster.nodes_added(),
+        nodes_added: cluster.nodes_added() - nodes_before,
         peak_replicas,
         series,
     }
@@ -228,6 +244,7 @@ mod tests {
             },
             price_per_gpu_hour: 2.0,
             initial_replicas: 1,
+            warmup: 0.0,
         }
     }
 
@@ -290,6 +307,34 @@ mod tests {
         assert!((out.unmet_demand_minutes - 0.5).abs() < 1e-9, "{out:?}");
         let reactive = run(&setup(&trace), &concurrency());
         assert!((reactive.unmet_demand_minutes - 2.5).abs() < 1e-9);
+    }
+
+    /// Warm-up: the step at 60 s falls inside a 100 s warm-up, so only 60 s of its 150 s
+    /// unmet demand (ticks 100..205: 110 s) count, and GPU-hours start at 100 s.
+    #[test]
+    fn warmup_is_not_scored() {
+        let mut values = vec![5.0; 12];
+        values.extend(vec![20.0; 120]);
+        let trace = Trace {
+            name: "step".into(),
+            start: 0.0,
+            step: 5.0,
+            values,
+            warmup: 0.0,
+        };
+        let mut s = setup(&trace);
+        s.warmup = 100.0;
+        let out = run(&s, &concurrency());
+        assert!(
+            (out.unmet_demand_minutes - 110.0 / 60.0).abs() < 1e-9,
+            "{out:?}"
+        );
+        assert_eq!((out.scale_events, out.nodes_added), (0, 0));
+        assert!(
+            (out.gpu_hours - 2.0 * 560.0 / 3600.0).abs() < 1e-9,
+            "{}",
+            out.gpu_hours
+        );
     }
 
     #[test]

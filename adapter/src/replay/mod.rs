@@ -153,10 +153,18 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
         initial_replicas: initial,
         warmup: opts.warmup,
     };
-    let outcomes = policies(opts, &hpa, forecast.is_some())
-        .iter()
-        .map(|p| sim::run(&setup, p))
-        .collect();
+    let policies = policies(opts, &hpa, forecast.is_some());
+    let outcomes = policies.iter().map(|p| sim::run(&setup, p)).collect();
+    let mut targets: Vec<String> = Vec::new();
+    for m in policies.iter().flat_map(|p| &p.metrics) {
+        let text = match m.target {
+            Target::Value(v) => format!("{:?} {v} (Value)", m.signal),
+            Target::AverageValue(v) => format!("{:?} {v} per replica (AverageValue)", m.signal),
+        };
+        if !targets.contains(&text) {
+            targets.push(text);
+        }
+    }
     let assumptions = vec![
         (
             "capacity".into(),
@@ -186,13 +194,7 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
                 }
             ),
         ),
-        (
-            "targets".into(),
-            format!(
-                "utilization {} (Value), in flight {} per replica (AverageValue), forecast replicas 1 per replica (AverageValue)",
-                opts.target_utilization, opts.target_in_flight
-            ),
-        ),
+        ("targets".into(), targets.join(", ")),
         ("price".into(), opts.price_source.clone()),
         (
             "demand".into(),
@@ -638,4 +640,107 @@ fn default_price(path: &std::path::Path) -> Option<f64> {
     let text = std::fs::read_to_string(path).ok()?;
     let p: Prices = serde_saphyr::from_str(&text).ok()?;
     (p.default.on_demand.is_finite() && p.default.on_demand > 0.0).then_some(p.default.on_demand)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(hpa: Option<&str>) -> Options {
+        Options {
+            demand: Demand::File(PathBuf::from("unused.csv")),
+            hpa: hpa.map(|t| ("hpa.yaml".to_string(), t.to_string())),
+            step: 5.0,
+            service: ServiceModel {
+                prefill_tokens_per_second: 2000.0,
+                decode_tokens_per_second: 25.0,
+            },
+            scale: 1.0,
+            peak: None,
+            max_duration: None,
+            warmup: 0.0,
+            capacity: Capacity {
+                per_replica: 10.0,
+                gpus_per_replica: 1,
+            },
+            nodes: NodeModel {
+                replicas_per_node: 1,
+                gpus_per_node: 1,
+                lead_time: 120.0,
+                pod_start: 30.0,
+                scale_down_delay: 600.0,
+            },
+            target_utilization: 0.7,
+            target_in_flight: 8.0,
+            price_per_gpu_hour: 4.0,
+            price_source: "test".into(),
+            forecast: ForecastSource::None,
+        }
+    }
+
+    /// The manifest's min/max, behavior and targets are what the replay runs; metrics are
+    /// bound to signals by name.
+    #[test]
+    fn manifest_drives_the_policies() {
+        let manifest = r#"
+apiVersion: autoscaling/v2
+kind: HorizontalPodAutoscaler
+metadata: {name: llm, namespace: ml}
+spec:
+  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: llm}
+  minReplicas: 2
+  maxReplicas: 9
+  metrics:
+    - type: External
+      external:
+        metric: {name: gpu_utilization}
+        target: {type: Value, value: 600m}
+    - type: External
+      external:
+        metric: {name: namespace_workload:gpu_requests_in_flight:sum}
+        target: {type: AverageValue, averageValue: "5"}
+  behavior:
+    scaleUp:
+      policies: [{type: Pods, value: 2, periodSeconds: 30}]
+"#;
+        let o = opts(Some(manifest));
+        let h = hpa_settings(&o).expect("valid manifest");
+        assert_eq!((h.min_replicas, h.max_replicas), (2, 9));
+        assert_eq!(h.settings.behavior.scale_up.policies.len(), 1);
+        assert_eq!(
+            h.settings.behavior.scale_down.stabilization_window_seconds,
+            300
+        );
+        let p = policies(&o, &h, true);
+        let names: Vec<&str> = p.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "reactive-utilization",
+                "reactive-concurrency",
+                "forecast",
+                "forecast+prewarm",
+                "reactive+prewarm"
+            ]
+        );
+        assert_eq!(p[0].metrics[0].target, Target::Value(0.6));
+        assert_eq!(p[1].metrics[0].target, Target::AverageValue(5.0));
+        assert_eq!(p[2].metrics[1].target, Target::AverageValue(1.0));
+        assert!(
+            !p[4]
+                .metrics
+                .iter()
+                .any(|m| m.signal == Signal::ForecastReplicas)
+        );
+    }
+
+    #[test]
+    fn bad_behavior_names_the_file() {
+        let manifest = "apiVersion: autoscaling/v2\nkind: HorizontalPodAutoscaler\nmetadata: {name: x}\nspec:\n  scaleTargetRef: {apiVersion: apps/v1, kind: Deployment, name: x}\n  maxReplicas: 3\n  behavior:\n    scaleDown:\n      selectPolicy: Sometimes\n";
+        let e = hpa_settings(&opts(Some(manifest))).err().expect("invalid");
+        assert!(
+            e.to_string().starts_with("hpa.yaml: behavior.scaleDown"),
+            "{e}"
+        );
+    }
 }

@@ -57,6 +57,9 @@ pub enum Command {
         #[arg(long)]
         current_replicas: Option<i32>,
     },
+    /// Replay real demand through the stock HPA algorithm and GPU node lead time: unmet
+    /// demand minutes and GPU cost of reactive vs forecast-driven scaling.
+    Replay(Box<crate::replay::ReplayArgs>),
 }
 
 /// Flags of `serve`; names follow k8s.io/apiserver's where one exists.

@@ -11,6 +11,7 @@ pub mod https;
 pub mod metrics;
 pub mod prometheus;
 pub mod promql;
+pub mod replay;
 pub mod selector;
 pub mod serve;
 pub mod tls;

@@ -61,6 +61,13 @@ fn main() -> ExitCode {
                     print!("{text}");
                     ExitCode::SUCCESS
                 }),
+            Command::Replay(args) => gpuscale_adapter::replay::main(*args)
+                .await
+                .map(|text| {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                })
+                .map_err(|e| cli::Error::Other(e.to_string())),
         }
     });
     match result {

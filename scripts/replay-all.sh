@@ -14,10 +14,7 @@ TRACES=${TRACES:-$ROOT/../shared/data/traces}
 OUT=$ROOT/target/replay
 BIN=${GPUSCALE_ADAPTER:-$ROOT/target/release/gpuscale-adapter}
 RULES=${RULES:-$ROOT/rules}
-if ! ls "$RULES"/*forecast*.rules.yml >/dev/null 2>&1; then
-  echo "replay-all: no forecast rules in $RULES; using the copy in tests/fixtures/replay/rules" >&2
-  RULES=$ROOT/tests/fixtures/replay/rules
-fi
+ls "$RULES"/*forecast*.rules.yml >/dev/null 2>&1 || { echo "replay-all: no forecast rules in $RULES" >&2; exit 1; }
 PRICES=$ROOT/rules/prices.yaml
 command -v jq >/dev/null || { echo "replay-all: jq is needed (apt-get install jq)" >&2; exit 1; }
 command -v promtool >/dev/null || { echo "replay-all: promtool is needed (apt-get install prometheus)" >&2; exit 1; }

@@ -32,9 +32,14 @@ impl Signal {
     /// Which signal an External metric name stands for, from the names the adapter config
     /// and the rules publish.
     pub fn for_metric(name: &str) -> Option<Self> {
-        let n = name.to_ascii_lowercase();
+        // The shipped adapter config spells names with '-' (requests-in-flight), the rules
+        // with '_' (gpu_requests_in_flight): compare them alike.
+        let n = name.to_ascii_lowercase().replace('-', "_");
         if n.contains("replicas") && n.contains("forecast") {
             Some(Self::ForecastReplicas)
+        } else if n.contains("forecast") {
+            // Other forecasts (in-flight, busy) are not replayed as current load.
+            None
         } else if n.contains("in_flight") || n.contains("concurrency") {
             Some(Self::InFlight)
         } else if n.contains("utilization") || n.contains("busy") {
@@ -121,6 +126,29 @@ mod tests {
         per_replica: 10.0,
         gpus_per_replica: 1,
     };
+
+    /// The shipped adapter config's names (examples/*.yaml) and the rules' names both map.
+    #[test]
+    fn metric_names_of_the_adapter_config_and_the_rules() {
+        assert_eq!(
+            Signal::for_metric("requests-in-flight"),
+            Some(Signal::InFlight)
+        );
+        assert_eq!(
+            Signal::for_metric("namespace_workload:gpu_requests_in_flight:sum"),
+            Some(Signal::InFlight)
+        );
+        assert_eq!(
+            Signal::for_metric("gpu-replicas-forecast"),
+            Some(Signal::ForecastReplicas)
+        );
+        assert_eq!(
+            Signal::for_metric("gpu-utilization"),
+            Some(Signal::Utilization)
+        );
+        assert_eq!(Signal::for_metric("gpu-in-flight-forecast"), None);
+        assert_eq!(Signal::for_metric("latency-p95-seconds"), None);
+    }
 
     /// Utilization cannot exceed 100 %: with a 0.7 target a saturated HPA grows at most by
     /// 1/0.7 per sync, whatever the backlog; concurrency sees the whole backlog.

@@ -85,7 +85,8 @@ impl FileSecret {
 #[derive(Debug)]
 pub struct Client {
     http: reqwest::Client,
-    query_url: reqwest::Url,
+    /// The server's base URL (path without the trailing `/`).
+    base_url: reqwest::Url,
     timeout: Duration,
     bearer: Option<FileSecret>,
     basic: Option<(String, FileSecret)>,
@@ -116,15 +117,9 @@ impl Client {
             builder = builder.tls_certs_only(certs);
         }
         let http = builder.build().map_err(|e| Error::Setup(e.to_string()))?;
-        let mut query_url = config.url.clone();
-        {
-            let mut path = query_url.path().trim_end_matches('/').to_string();
-            path.push_str("/api/v1/query");
-            query_url.set_path(&path);
-        }
         Ok(Self {
             http,
-            query_url,
+            base_url: config.url.clone(),
             timeout: config.timeout,
             bearer: config.bearer_token_file.clone().map(FileSecret::new),
             basic: config
@@ -134,29 +129,54 @@ impl Client {
         })
     }
 
-    /// Runs an instant query (POST, so long rewritten queries never hit URL limits).
-    pub async fn query(&self, promql: &str) -> Result<QueryResult, Error> {
-        let body = form_encode(&[("query", promql)]);
+    /// The URL of an API path such as `/api/v1/query`.
+    fn api_url(&self, api_path: &str) -> reqwest::Url {
+        let mut url = self.base_url.clone();
+        let path = format!("{}{api_path}", url.path().trim_end_matches('/'));
+        url.set_path(&path);
+        url
+    }
+
+    /// POSTs a form to an API path with this client's auth, headers and pool; the HTTP status
+    /// and body. `timeout` overrides the configured one (range queries take longer).
+    pub async fn post_form(
+        &self,
+        api_path: &str,
+        pairs: &[(&str, &str)],
+        timeout: Option<Duration>,
+    ) -> Result<(reqwest::StatusCode, bytes::Bytes), Error> {
+        let url = self.api_url(api_path);
         let mut request = self
             .http
-            .post(self.query_url.clone())
-            .timeout(self.timeout)
+            .post(url.clone())
+            .timeout(timeout.unwrap_or(self.timeout))
             .header(
                 reqwest::header::CONTENT_TYPE,
                 "application/x-www-form-urlencoded",
             )
-            .body(body);
+            .body(form_encode(pairs));
         if let Some(token) = &self.bearer {
             request = request.header(AUTHORIZATION, format!("Bearer {}", token.get()?));
         } else if let Some((user, password)) = &self.basic {
             request = request.basic_auth(user, Some(password.get()?));
         }
-        let response = request.send().await.map_err(|e| self.transport_error(&e))?;
+        let response = request
+            .send()
+            .await
+            .map_err(|e| self.transport_error(&url, &e))?;
         let status = response.status();
         let bytes = response
             .bytes()
             .await
-            .map_err(|e| self.transport_error(&e))?;
+            .map_err(|e| self.transport_error(&url, &e))?;
+        Ok((status, bytes))
+    }
+
+    /// Runs an instant query (POST, so long rewritten queries never hit URL limits).
+    pub async fn query(&self, promql: &str) -> Result<QueryResult, Error> {
+        let (status, bytes) = self
+            .post_form("/api/v1/query", &[("query", promql)], None)
+            .await?;
         // Prometheus answers 400/422 with a JSON error body; anything else non-2xx is
         // something in between (a proxy, an auth gateway).
         let parsed: Result<ApiResponse, _> = serde_json::from_slice(&bytes);
@@ -174,7 +194,7 @@ impl Client {
         }
     }
 
-    fn transport_error(&self, e: &reqwest::Error) -> Error {
+    fn transport_error(&self, url: &reqwest::Url, e: &reqwest::Error) -> Error {
         if e.is_timeout() {
             Error::Timeout(self.timeout)
         } else {
@@ -185,7 +205,7 @@ impl Client {
                 source = s.source();
             }
             Error::Unreachable {
-                url: self.query_url.to_string(),
+                url: url.to_string(),
                 message,
             }
         }

@@ -4,8 +4,6 @@
 
 use std::time::Duration;
 
-use reqwest::header::{AUTHORIZATION, CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
-
 use super::trace::Trace;
 use crate::config::PrometheusConfig;
 
@@ -56,43 +54,18 @@ struct RawSeries {
     values: Vec<(f64, String)>,
 }
 
-/// A minimal range-query client with the adapter config's auth and headers.
+/// Range queries through the adapter's Prometheus client (same auth, headers, CA and pool).
 pub struct RangeClient {
-    http: reqwest::Client,
-    url: reqwest::Url,
+    client: crate::prometheus::Client,
     timeout: Duration,
-    bearer_file: Option<std::path::PathBuf>,
-    basic: Option<(String, std::path::PathBuf)>,
 }
 
 impl RangeClient {
     pub fn new(config: &PrometheusConfig) -> Result<Self, Error> {
-        let mut headers = HeaderMap::new();
-        for (name, value) in &config.headers {
-            let n = HeaderName::from_bytes(name.as_bytes())
-                .map_err(|e| Error::Setup(format!("header {name:?}: {e}")))?;
-            let v = HeaderValue::from_str(value)
-                .map_err(|e| Error::Setup(format!("header {name}: {e}")))?;
-            headers.insert(n, v);
-        }
-        let mut builder = reqwest::Client::builder().default_headers(headers);
-        if let Some(ca) = &config.ca_file {
-            let pem = std::fs::read(ca)
-                .map_err(|e| Error::Setup(format!("cannot read CA file {}: {e}", ca.display())))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| Error::Setup(format!("CA file {}: {e}", ca.display())))?;
-            builder = builder.tls_certs_only(certs);
-        }
-        let http = builder.build().map_err(|e| Error::Setup(e.to_string()))?;
-        let mut url = config.url.clone();
-        let path = format!("{}/api/v1/query_range", url.path().trim_end_matches('/'));
-        url.set_path(&path);
         Ok(Self {
-            http,
-            url,
+            client: crate::prometheus::Client::new(config)
+                .map_err(|e| Error::Setup(e.to_string()))?,
             timeout: config.timeout.max(Duration::from_secs(30)),
-            bearer_file: config.bearer_token_file.clone(),
-            basic: config.basic_auth.clone(),
         })
     }
 
@@ -140,40 +113,31 @@ impl RangeClient {
         end: f64,
         step: f64,
     ) -> Result<Vec<Series>, Error> {
-        let mut form =
-            reqwest::Url::parse("http://form.invalid/").map_err(|e| Error::Setup(e.to_string()))?;
-        form.query_pairs_mut()
-            .append_pair("query", query)
-            .append_pair("start", &format!("{start:.3}"))
-            .append_pair("end", &format!("{end:.3}"))
-            .append_pair("step", &format!("{step}"));
-        let body = form.query().unwrap_or_default().to_string();
-        let mut request = self
-            .http
-            .post(self.url.clone())
-            .timeout(self.timeout)
-            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(body);
-        if let Some(file) = &self.bearer_file {
-            let token = std::fs::read_to_string(file).map_err(|e| {
-                Error::Setup(format!("cannot read bearer token {}: {e}", file.display()))
+        let (start, end, step) = (
+            format!("{start:.3}"),
+            format!("{end:.3}"),
+            format!("{step}"),
+        );
+        let pairs = [
+            ("query", query),
+            ("start", &start),
+            ("end", &end),
+            ("step", &step),
+        ];
+        let (status, bytes) = self
+            .client
+            .post_form("/api/v1/query_range", &pairs, Some(self.timeout))
+            .await
+            .map_err(|e| match e {
+                crate::prometheus::Error::Unreachable { url, message } => {
+                    Error::Unreachable { url, message }
+                }
+                timeout @ crate::prometheus::Error::Timeout(_) => Error::Unreachable {
+                    url: "prometheus".into(),
+                    message: timeout.to_string(),
+                },
+                other => Error::Setup(other.to_string()),
             })?;
-            request = request.header(AUTHORIZATION, format!("Bearer {}", token.trim()));
-        } else if let Some((user, file)) = &self.basic {
-            let password = std::fs::read_to_string(file).map_err(|e| {
-                Error::Setup(format!("cannot read password {}: {e}", file.display()))
-            })?;
-            request = request.basic_auth(user, Some(password.trim()));
-        }
-        let response = request.send().await.map_err(|e| Error::Unreachable {
-            url: self.url.to_string(),
-            message: e.to_string(),
-        })?;
-        let status = response.status();
-        let bytes = response.bytes().await.map_err(|e| Error::Unreachable {
-            url: self.url.to_string(),
-            message: e.to_string(),
-        })?;
         match serde_json::from_slice::<ApiResponse>(&bytes) {
             Ok(api) if api.status == "success" => Ok(api
                 .data

@@ -5,7 +5,6 @@
 
 #![allow(clippy::unwrap_used)] // tests: a panic is the failure report
 
-use std::path::Path;
 use std::process::Command;
 
 use gpuscale_tests::root;
@@ -189,5 +188,4 @@ fn the_strict_check_catches_a_misspelled_field() {
     });
     let e = check_object(&v).unwrap_err();
     assert!(e.contains("imagePullPolcy"), "{e}");
-    let _ = Path::new("");
 }

@@ -24,15 +24,15 @@ if [ ! -x "$BIN" ]; then
 fi
 mkdir -p "$OUT"
 
-# Per trace: demand units and rule evaluation step. The NAB values are rescaled so the peak
-# is 80 load units (10 replicas of capacity 10 at 100 %, 8 per replica at the HPA target);
-# the Azure trace is requests in flight as it is. Slow traces (5 or 30 min samples) are
-# backfilled and evaluated at a coarser step; the HPA still syncs every 15 s.
+# Per trace: demand units. The NAB values are rescaled so the peak is 80 load units (10
+# replicas of capacity 10 at 100 %, 8 per replica at the HPA target); the Azure trace is
+# requests in flight as it is. Every trace is backfilled and its rules evaluated every 15 s
+# (the replay's defaults, a common Prometheus interval): a coarser step delays every
+# rule-group hop by up to one step and starves the 1-minute trend window.
 flags_for() {
   case "$1" in
     azure_*) echo "" ;;
-    nab_nyc_taxi*) echo "--peak 80 --scrape-interval 300 --eval-interval 300" ;;
-    nab_*) echo "--peak 80 --scrape-interval 60 --eval-interval 60" ;;
+    nab_*) echo "--peak 80" ;;
   esac
 }
 

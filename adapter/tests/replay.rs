@@ -65,27 +65,32 @@ fn accuracy(report: &Value, forecaster: &str, minutes: f64) -> Value {
 /// Issue 7 "How it is checked": a short trace through a real (backfilled) Prometheus, the
 /// report's numbers against a hand-computed case.
 ///
-/// Demand d = 8 + k·7/128 at tick k (5 s), one replica serves 8, target 8 in flight per
-/// replica (AverageValue), 1-GPU nodes, lead time 120 s, pod start 30 s, $2/GPU-hour.
+/// Demand d = 5.5 + k/7 at tick k (5 s), k = 0..360 (1,800 s). One replica serves 10 (the
+/// rules' capacity.max_in_flight_per_replica), the HPA targets 8 in flight per replica
+/// (AverageValue), 1-GPU nodes, lead time 120 s, pod start 30 s, $2/GPU-hour.
 ///
 /// Reactive on concurrency, replica r → r+1:
-/// - unmet from the first tick with d > 8r: k_s = floor(1024(r−1)/7) + 1 = 1, 147, 293, 439, 586;
 /// - the HPA acts at the first sync (k multiple of 3) with d/(8r) > 1.1 (tolerance), i.e.
-///   k > (8.8r − 8)·128/7 = 14.6, 175.5, 336.5, 497.4, 658.3 → k_c = 15, 177, 339, 498, 660;
-/// - that pod is ready 150 s (30 ticks) later: unmet ticks k_c + 30 − k_s = 44, 60, 76, 89, 104
-///   = 373 ticks = 1,865 s = 31.083 min; 5 scale events, 5 nodes;
-/// - GPU-seconds: node 1 for 3,600 s, node r+1 from 5·k_c: 3600 + 3525 + 2715 + 1905 + 1110 + 300
-///   = 13,155 s = 3.6542 GPU-h, $7.3083;
-/// - largest backlog: d − 40 at k = 689: 4823/128 − 32 = 5.6797.
+///   k > 61.6r − 38.5 = 23.1, 84.7, 146.3, 207.9, 269.5, 331.1 → k_c = 24, 87, 147, 210,
+///   270, 333, each time asking ceil(d/8) = r + 1; that pod is ready 30 ticks later;
+/// - unmet from the first tick with d > 10r: k > 70r − 38.5 → k_s = 32, 102, 172, 242, 312;
+///   ready at k_c + 30 = 54, 117, 177, 240, 300: unmet ticks 22 + 15 + 5 = 42 = 210 s;
+/// - 6 scale events, 6 nodes; GPU-seconds, every node billed to the end of the last tick
+///   (1,805 s): node 1 from 0, node r+1 from 5·k_c: 1805 + 1685 + 1370 + 1070 + 755 + 455
+///   + 140 = 7,280 s = 2.0222 GPU-h, $4.0444;
+/// - largest backlog: d − 10 at k = 53: 53/7 − 4.5.
 ///
-/// Forecast (the rules' max of current, predict_linear and the trend of the holt_winters
-/// smoothing; exact on a line): d(t + 600) = d + 6.5625, replicas ceil((d + 6.5625)/8).
-/// Replica r+1 is asked for about 600 s before d reaches 8r, ahead of the 150 s it takes,
-/// so the only unmet demand is at the start, before predict_linear has two samples: from
-/// k = 1 to 30 ticks after the first forecast sync. Five rule levels each add < 15 s of
-/// evaluation lag, plus < 15 s to the next sync: that sync is at k = 3..18, so unmet is
-/// 160..235 s. Nodes launch at most 90 s after the lag-free times 15, 135, 870, 1605, 2340,
-/// 3060 s: GPU-seconds within [17175 − 6·90, 17175].
+/// Forecast (current + the trend over 3 minutes, exact on a line: d + 180/35 = d + 5.1429;
+/// replicas ceil(forecast/10)): it asks for r+1 once d(t − L) > 10r − 5.1429, where L < 45 s
+/// (9 ticks) is the age of the data (scrape, two rule-group hops), i.e. k > 70r − 74.5 +
+/// L/5, or with the reactive metric if that comes first:
+/// - r = 1 at once, but only from the first sync with a trend (two copied samples, from
+///   k = 3) plus the lag: k = 3..15; the pod is ready by k = 33..45, after d > 10 at k = 32:
+///   1..13 ticks unmet;
+/// - r = 2..4 at k = 66..75, 136..145, 206..210: ready before k_s at most 3 + 5 + 0 ticks
+///   late; r = 5, 6 with the reactive metric (k = 270, 333), in time as above;
+/// - unmet 1..21 ticks = 5..105 s (reactive: 210 s); GPU-seconds with nodes from k = 3..15,
+///   66..75, 136..145, 206..210, 270, 333: 7,395..7,565 s.
 #[test]
 fn ramp_matches_hand_computed_case() {
     let r = replay(&[
@@ -94,7 +99,7 @@ fn ramp_matches_hand_computed_case() {
         "--rules",
         &repo().join("rules").display().to_string(),
         "--replica-capacity",
-        "8",
+        "10",
         "--target-in-flight",
         "8",
         "--gpus-per-node",
@@ -109,46 +114,55 @@ fn ramp_matches_hand_computed_case() {
     let reactive = outcome(&r, "reactive-concurrency");
     let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
     assert!(
-        close(num(reactive, "unmet_demand_minutes"), 1865.0 / 60.0),
+        close(num(reactive, "unmet_demand_minutes"), 210.0 / 60.0),
         "{reactive}"
     );
     assert!(
-        close(num(reactive, "gpu_hours"), 13155.0 / 3600.0),
+        close(num(reactive, "gpu_hours"), 7280.0 / 3600.0),
         "{reactive}"
     );
-    assert!(close(num(reactive, "dollars"), 2.0 * 13155.0 / 3600.0));
-    assert!(close(num(reactive, "queue_peak"), 4823.0 / 128.0 - 32.0));
-    assert_eq!(reactive["scale_events"], 5);
-    assert_eq!(reactive["nodes_added"], 5);
+    assert!(close(num(reactive, "dollars"), 2.0 * 7280.0 / 3600.0));
+    assert!(
+        (num(reactive, "queue_peak") - (53.0 / 7.0 - 4.5)).abs() < 1e-6,
+        "{reactive}"
+    );
+    assert_eq!(reactive["scale_events"], 6);
+    assert_eq!(reactive["nodes_added"], 6);
 
-    for policy in ["forecast", "forecast+prewarm"] {
-        let f = outcome(&r, policy);
-        let unmet = num(f, "unmet_demand_minutes") * 60.0;
-        assert!((160.0..=235.0).contains(&unmet), "{policy}: {f}");
-        let gpu_seconds = num(f, "gpu_hours") * 3600.0;
-        assert!(
-            (17175.0 - 540.0 - 1e-6..=17175.0 + 1e-6).contains(&gpu_seconds),
-            "{policy}: {f}"
-        );
+    let forecast = outcome(&r, "forecast");
+    let unmet = num(forecast, "unmet_demand_minutes") * 60.0;
+    assert!((5.0..=105.0).contains(&unmet), "forecast: {forecast}");
+    let gpu_seconds = num(forecast, "gpu_hours") * 3600.0;
+    assert!(
+        (7395.0 - 1e-6..=7565.0 + 1e-6).contains(&gpu_seconds),
+        "forecast: {forecast}"
+    );
+    // The HPA follows the forecast replicas exactly (no tolerance holds an integer change
+    // back below 10 replicas), so placeholders (forecast − replicas) stay at 0.
+    let with_prewarm = outcome(&r, "forecast+prewarm");
+    for key in ["unmet_demand_minutes", "gpu_hours", "scale_events"] {
+        assert_eq!(with_prewarm[key], forecast[key], "{key}: {with_prewarm}");
     }
 
-    // Reactive HPA + placeholders on the forecast (issue 6): nodes are warm, so each step
-    // waits only for the tolerance, the sync and the pod start: k_c + 6 − k_s ticks = 20,
-    // 36, 52, 65, 80. The first step can still wait for its node (the forecast needs two
-    // samples first): 20..44 ticks. Total 1,265..1,385 s.
+    // Reactive HPA + placeholders on the forecast (issue 6): the placeholder for replica 2
+    // asks for a node at k = 3..15 (as above); the real pod, asked for at k = 24, takes
+    // that node when it is ready (k ≤ 39) and is ready 6 ticks later: at most k = 45, 13
+    // ticks after d > 10. Later steps find warm nodes (k_c + 6 < k_s): 0..65 s unmet.
     let prewarm = outcome(&r, "reactive+prewarm");
     let unmet = num(prewarm, "unmet_demand_minutes") * 60.0;
-    assert!((1265.0..=1385.0).contains(&unmet), "{prewarm}");
+    assert!((0.0..=65.0).contains(&unmet), "{prewarm}");
 
-    // Accuracy: the rules' forecast is (nearly) exact on a line, the last value is always
-    // 6.5625 short at 10 minutes.
-    let rules10 = accuracy(&r, "rules forecast", 10.0);
-    assert!(num(&rules10, "relative_mae") < 0.03, "{rules10}");
-    let last10 = accuracy(&r, "last value", 10.0);
-    assert_eq!(num(&last10, "under_forecast_share"), 1.0);
+    // Accuracy at the rules' own horizon (3 minutes): the forecast is (nearly) exact on a
+    // line, the last value is always 5.1429 short.
+    assert_eq!(r["forecast_accuracy"]["rules_horizon_seconds"], 180.0);
+    let rules3 = accuracy(&r, "rules forecast", 3.0);
+    assert!(num(&rules3, "relative_mae") < 0.03, "{rules3}");
+    let last3 = accuracy(&r, "last value", 3.0);
+    assert_eq!(num(&last3, "under_forecast_share"), 1.0, "{last3}");
+    // 5.1429 over a mean actual of 8.1..56.9 (about 32.5): 0.14..0.18.
     assert!(
-        (0.20..0.23).contains(&num(&last10, "relative_mae")),
-        "{last10}"
+        (0.14..0.18).contains(&num(&last3, "relative_mae")),
+        "{last3}"
     );
     assert!(
         r["report"]["forecast_source"]

@@ -47,8 +47,10 @@ fn parse_time(s: &str) -> Option<f64> {
     Some((days * 86_400 + hh * 3600 + mm * 60) as f64 + ss)
 }
 
-/// Loads a trace file from ../shared/data/traces: NAB `timestamp,value` (held on a grid of
-/// at most 5 minutes) or the Azure per-request format (requests per second, per minute).
+/// Loads a trace file from ../shared/data/traces: NAB `timestamp,value` (interpolated onto
+/// a grid of at most 1 minute, as `gpuscale-adapter replay` does, so the 1-minute trend
+/// window of the rules has samples) or the Azure per-request format (requests per second,
+/// per minute).
 pub fn load_trace(path: &Path) -> Trace {
     let text = std::fs::read_to_string(path).unwrap();
     let name = path.file_stem().unwrap().to_string_lossy().to_string();
@@ -85,8 +87,9 @@ pub fn load_trace(path: &Path) -> Trace {
             Some((parse_time(t)? as i64, v.trim().parse().ok()?))
         })
         .collect();
-    // Native step: the most common gap; hold each value up to the next point on a grid of
-    // min(native, 5 min) so Prometheus' 5-minute lookback always finds a sample.
+    // Native step: the most common gap. Interpolate linearly between neighbours on a grid
+    // of min(native, 1 min); across a gap in the data, hold the last value for one native
+    // step (Prometheus' lookback then finds no sample, as in a scrape outage).
     let mut gaps: BTreeMap<i64, usize> = BTreeMap::new();
     for w in raw.windows(2) {
         *gaps.entry(w[1].0 - w[0].0).or_default() += 1;
@@ -96,13 +99,19 @@ pub fn load_trace(path: &Path) -> Trace {
         .max_by_key(|(_, n)| **n)
         .map(|(g, _)| *g)
         .unwrap();
-    let step = native.min(300);
+    let step = native.min(60);
     let mut points = Vec::new();
     for w in raw.windows(2) {
-        let (t0, v) = w[0];
-        let end = w[1].0.min(t0 + native);
+        let ((t0, v0), (t1, v1)) = (w[0], w[1]);
+        let contiguous = t1 - t0 <= native;
+        let end = if contiguous { t1 } else { t0 + native };
         let mut t = t0;
         while t < end {
+            let v = if contiguous {
+                v0 + (v1 - v0) * (t - t0) as f64 / (t1 - t0) as f64
+            } else {
+                v0
+            };
             points.push((t, v));
             t += step;
         }
@@ -172,6 +181,8 @@ pub struct Report {
     pub linear: Errors,
     /// Per source: how often it was the largest (drove the forecast).
     pub sources: BTreeMap<String, usize>,
+    /// Every source the rules recorded at least once (those outside forecast.sources too).
+    pub recorded_sources: std::collections::BTreeSet<String>,
 }
 
 fn run(cmd: &mut Command) -> String {
@@ -226,7 +237,7 @@ fn forecast_rules(inputs: &Inputs) -> (BTreeMap<String, String>, u64, String) {
     (rules, horizon, vars["forecast_trend_window"].clone())
 }
 
-fn rule_file(path: &Path, step: i64, rules: &[(&str, String)]) {
+fn rule_file(path: &Path, step: i64, rules: &[(String, String)]) {
     let mut s = format!("groups:\n  - name: eval\n    interval: {step}s\n    rules:\n");
     for (name, expr) in rules {
         let _ = writeln!(
@@ -236,6 +247,49 @@ fn rule_file(path: &Path, step: i64, rules: &[(&str, String)]) {
         );
     }
     std::fs::write(path, s).unwrap();
+}
+
+/// The shipped rules `target` needs, in passes: a rule reads only series of earlier passes
+/// (or the input); the plain `predict_linear` baseline goes in the first.
+fn passes(
+    shipped: &BTreeMap<String, String>,
+    target: &str,
+    baseline: String,
+) -> Vec<Vec<(String, String)>> {
+    // Names a rule reads: every identifier of its expression that is a shipped record.
+    let reads = |expr: &str| -> Vec<String> {
+        expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == ':'))
+            .filter(|w| shipped.contains_key(*w))
+            .map(str::to_string)
+            .collect()
+    };
+    let mut level: BTreeMap<String, usize> = BTreeMap::new();
+    fn assign(
+        name: &str,
+        shipped: &BTreeMap<String, String>,
+        reads: &dyn Fn(&str) -> Vec<String>,
+        level: &mut BTreeMap<String, usize>,
+    ) -> usize {
+        if let Some(l) = level.get(name) {
+            return *l;
+        }
+        let l = reads(&shipped[name])
+            .iter()
+            .filter(|d| d.as_str() != name)
+            .map(|d| assign(d, shipped, reads, level) + 1)
+            .max()
+            .unwrap_or(0);
+        level.insert(name.to_string(), l);
+        l
+    }
+    assign(target, shipped, &reads, &mut level);
+    let depth = level.values().max().copied().unwrap_or(0);
+    let mut out = vec![Vec::new(); depth + 1];
+    for (name, l) in level {
+        out[l].push((name.clone(), shipped[&name].clone()));
+    }
+    out[0].push(("gpuscale_eval:baseline_linear".to_string(), baseline));
+    out
 }
 
 /// Backfills `trace`, evaluates the forecast rules over it and measures them.
@@ -264,23 +318,8 @@ pub fn evaluate_with(trace: &Trace, inputs: &Inputs) -> Report {
         .arg(&tsdb));
 
     let (shipped, horizon, _trend_window) = forecast_rules(inputs);
-    let get = |suffix: &str| {
-        let name = format!("{SIGNAL}:{suffix}");
-        let expr = shipped[&name].clone();
-        (name, expr)
-    };
-    let smoothed = get("smoothed");
-    let by_source = get("forecast_by_source");
-    let forecast = get("forecast");
     let linear_expr = format!("clamp_min(predict_linear({base}[30m], {horizon}), 0)");
-    let passes: Vec<Vec<(&str, String)>> = vec![
-        vec![(smoothed.0.as_str(), smoothed.1.clone())],
-        vec![
-            (by_source.0.as_str(), by_source.1.clone()),
-            ("gpuscale_eval:baseline_linear", linear_expr),
-        ],
-        vec![(forecast.0.as_str(), forecast.1.clone())],
-    ];
+    let passes = passes(&shipped, &format!("{SIGNAL}:forecast"), linear_expr);
     let (start, end) = (trace.points[0].0, trace.points.last().unwrap().0);
     let config = "global:\n  scrape_interval: 1m\nscrape_configs: []\n";
     let extra = ["--storage.tsdb.retention.time=100y"];
@@ -426,6 +465,11 @@ pub fn evaluate_with(trace: &Trace, inputs: &Inputs) -> Report {
         last_value,
         linear: linear_e,
         sources,
+        recorded_sources: series
+            .keys()
+            .filter_map(|k| k.strip_prefix(&format!("{SIGNAL}:forecast_by_source/")))
+            .map(str::to_string)
+            .collect(),
     }
 }
 

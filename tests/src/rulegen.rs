@@ -131,12 +131,17 @@ pub fn variables(config: &Value) -> Result<BTreeMap<String, String>, String> {
     if horizon == 0 || horizon >= 86_400 {
         return Err("rules/config.yaml: forecast.horizon must be between 1s and 1d".into());
     }
+    let trend_window = parse_duration(&need("forecast_trend_window")?)?;
+    if trend_window == 0 {
+        return Err("rules/config.yaml: forecast.trend_window must be positive (e.g. 1m)".into());
+    }
     let step = parse_duration(&need("cost_spend_step")?)?;
     let month_step = parse_duration(&need("cost_spend_month_step")?)?;
     if step == 0 || month_step == 0 {
         return Err("rules/config.yaml: cost spend steps must be positive".into());
     }
     vars.insert("forecast_horizon_seconds".into(), horizon.to_string());
+
     vars.insert(
         "forecast_offset_1d".into(),
         format_duration(86_400 - horizon),

@@ -43,7 +43,7 @@ fn forecasts_on_trace_slices_are_finite_and_non_negative() {
         return;
     }
     // The Azure LLM hour (per-request, 1-minute grid) and 3 days of an ELB request count
-    // (5-minute grid: the 1-day seasonal source takes part).
+    // (5-minute samples on a 1-minute grid: the 1-day seasonal source has history).
     let azure = load_trace(&dir.join("azure_llm_conv_2023.csv"));
     let elb = load_trace(&dir.join("nab_elb_request_count_8c0756.csv")).head(3 * 86_400);
     let reports: Vec<_> = [azure, elb].iter().map(evaluate).collect();
@@ -51,11 +51,14 @@ fn forecasts_on_trace_slices_are_finite_and_non_negative() {
     for r in &reports {
         check(r);
     }
-    assert!(
-        reports[1].sources.contains_key("seasonal_1d"),
-        "the seasonal source never drove the ELB forecast: {:?}",
-        reports[1].sources
-    );
+    // Every source is recorded, those outside the default forecast.sources too.
+    for source in ["current", "linear", "smoothed", "seasonal"] {
+        assert!(
+            reports[1].recorded_sources.contains(source),
+            "no {source} source on the ELB slice: {:?}",
+            reports[1].recorded_sources
+        );
+    }
 }
 
 /// Every trace (its last 21 days: a week of history for the weekly source, two weeks

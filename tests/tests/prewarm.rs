@@ -95,10 +95,11 @@ fn desired(out: &str) -> i64 {
 #[test]
 fn a_rising_workload_prewarms_gpu_nodes_before_its_own_hpa_scales() {
     let scratch = Scratch::new("prewarm");
-    // In-flight rises from 7.4 by 1 every 50 s: for the workload's HPA (AverageValue 8 per
-    // replica, 1 replica) it stays inside the 10 % tolerance for the whole test, while its
-    // trend reaches ~19 more requests in 10 minutes.
-    let target = rising_target(7.4, 0.02);
+    // In-flight rises from 3 by 1 every 10 s: for the workload's HPA (AverageValue 8 per
+    // replica, 1 replica) it stays at or below 8.8 (the 10 % tolerance) for the first ~58 s,
+    // while its trend adds 18 requests over the 3-minute horizon: above 20, 3 replicas of
+    // 10 (capacity.max_in_flight_per_replica), one more GPU than the node has.
+    let target = rising_target(3.0, 0.1);
     let rule_files: Vec<String> = std::fs::read_dir(root().join("rules"))
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -129,7 +130,10 @@ fn a_rising_workload_prewarms_gpu_nodes_before_its_own_hpa_scales() {
         prom.log_text()
     );
     let now = value_of(prom.addr, "namespace_workload:gpu_requests_in_flight:sum").unwrap();
-    assert!((7.2..=8.8).contains(&now), "in-flight now {now}");
+    assert!(
+        now <= 8.8,
+        "in-flight now {now}: the test ran too slowly for its ramp"
+    );
 
     // The shipped adapter config, pointed at this Prometheus.
     let shipped =

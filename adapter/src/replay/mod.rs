@@ -65,6 +65,10 @@ pub enum ForecastSource {
     /// Backfill the demand, evaluate the rule files in `dir` with promtool, read the
     /// forecast back from a real Prometheus.
     Rules(rules::Pipeline),
+    /// Forecast replicas from a `timestamp,value` CSV (another model, an export of
+    /// `namespace_workload:gpu_replicas:forecast`); each value holds until the next one,
+    /// for at most `lookback` seconds, like a Prometheus instant query.
+    File { path: PathBuf, lookback: f64 },
 }
 
 /// Everything `replay` takes.
@@ -134,6 +138,29 @@ pub async fn run(opts: &Options) -> Result<Replay, Error> {
                 out.description.clone(),
                 Some(out.replicas),
                 Some(out.accuracy),
+            )
+        }
+        ForecastSource::File { path, lookback } => {
+            let points = trace::load_points(path)?;
+            let grid = range::on_grid(
+                &points,
+                trace.start,
+                trace.step,
+                trace.values.len(),
+                *lookback,
+            );
+            if grid.iter().all(Option::is_none) {
+                return Err(Error::Invalid(format!(
+                    "{}: no forecast point falls within the trace ({:.0}..{:.0}, unix seconds)",
+                    path.display(),
+                    trace.start,
+                    trace.end()
+                )));
+            }
+            (
+                format!("forecast replicas from {}", path.display()),
+                Some(grid),
+                None,
             )
         }
     };
@@ -418,6 +445,13 @@ pub struct ReplayArgs {
     /// Directory of *.rules.yml for the forecast; `none` runs the reactive policies only.
     #[arg(long, default_value = "rules")]
     pub rules: String,
+    /// Forecast replicas from a CSV `timestamp,value` instead of the rules (your own
+    /// model, or `namespace_workload:gpu_replicas:forecast` exported from Prometheus).
+    #[arg(long, conflicts_with = "rules")]
+    pub forecast_file: Option<PathBuf>,
+    /// How long a --forecast-file value holds when no newer one follows (seconds).
+    #[arg(long, default_value_t = 300.0)]
+    pub forecast_lookback: f64,
     #[arg(long, default_value = "prometheus")]
     pub prometheus_bin: PathBuf,
     #[arg(long, default_value = "promtool")]
@@ -479,9 +513,13 @@ pub async fn main(args: ReplayArgs) -> Result<String, Error> {
 /// The forecast accuracy report as text.
 pub fn accuracy_table(acc: &rules::Accuracy) -> String {
     let mut out = format!(
-        "\nforecast accuracy ({}; rules forecast for {} min ahead; in-flight requests):\n{:<22} {:>8} {:>14} {:>14} {:>8}\n",
+        "\nforecast accuracy ({}; rules forecast for {} ahead; in-flight requests):\n{:<22} {:>8} {:>14} {:>14} {:>8}\n",
         acc.trace,
-        acc.rules_horizon_seconds / 60.0,
+        acc.rules_horizon_seconds
+            .map_or("an unknown horizon".to_string(), |h| format!(
+                "{} min",
+                h / 60.0
+            )),
         "forecaster",
         "horizon",
         "rel. MAE",
@@ -575,7 +613,12 @@ fn options(args: &ReplayArgs) -> Result<Options, Error> {
             ),
         },
     };
-    let forecast = if args.rules == "none" {
+    let forecast = if let Some(path) = &args.forecast_file {
+        ForecastSource::File {
+            path: path.clone(),
+            lookback: positive("forecast-lookback", args.forecast_lookback)?,
+        }
+    } else if args.rules == "none" {
         ForecastSource::None
     } else {
         ForecastSource::Rules(rules::Pipeline {

@@ -91,8 +91,9 @@ pub struct Output {
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Accuracy {
     pub trace: String,
-    /// The horizon the rules forecast for (their `predict_linear` look-ahead), seconds.
-    pub rules_horizon_seconds: f64,
+    /// The horizon the rules forecast for (the offset their forecast-error rule uses),
+    /// seconds; `None` when the rules have no such rule.
+    pub rules_horizon_seconds: Option<f64>,
     pub rows: Vec<AccuracyRow>,
 }
 
@@ -116,6 +117,7 @@ struct RuleFile {
 
 #[derive(Debug, Deserialize)]
 struct Group {
+    name: String,
     #[serde(default)]
     rules: Vec<Rule>,
 }
@@ -129,6 +131,39 @@ struct Rule {
     expr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     labels: Option<BTreeMap<String, String>>,
+    /// File name and group the rule comes from: Prometheus evaluates a group at an offset
+    /// hashed from both, and rules of one group at the same timestamp, in order.
+    #[serde(skip)]
+    origin: (String, String),
+}
+
+/// The horizon the rules forecast for, read from the offset their forecast-error rule
+/// compares the forecast at (`…:forecast offset 3m`), in seconds.
+fn rules_horizon(dir: &Path) -> Option<f64> {
+    let record = format!("{IN_FLIGHT_FORECAST}_error_weighted");
+    let needle = format!("{IN_FLIGHT_FORECAST} offset ");
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        let Ok(text) = std::fs::read_to_string(entry.path()) else {
+            continue;
+        };
+        let Ok(parsed) = serde_saphyr::from_str::<RuleFile>(&text) else {
+            continue;
+        };
+        for rule in parsed.groups.iter().flat_map(|g| &g.rules) {
+            if rule.record.as_deref() != Some(record.as_str()) {
+                continue;
+            }
+            let (_, rest) = rule.expr.split_once(&needle)?;
+            let duration: String = rest
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric())
+                .collect();
+            return crate::config::parse_duration(&duration)
+                .ok()
+                .map(|d| d.as_secs_f64());
+        }
+    }
+    None
 }
 
 /// Recording rules needed for `targets`, grouped into levels: level 0 reads only stored
@@ -159,12 +194,19 @@ fn levels(dir: &Path, targets: &[&str]) -> Result<(Vec<Vec<Rule>>, Vec<String>),
             file: file.clone(),
             message: e.to_string().lines().next().unwrap_or_default().to_string(),
         })?;
-        for rule in parsed.groups.into_iter().flat_map(|g| g.rules) {
-            let Some(record) = rule.record.clone().filter(|_| rule.alert.is_none()) else {
-                continue;
-            };
-            let names = metric_names(&rule.expr);
-            by_name.entry(record).or_default().push((rule, names));
+        let base = f
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        for group in parsed.groups {
+            for mut rule in group.rules {
+                let Some(record) = rule.record.clone().filter(|_| rule.alert.is_none()) else {
+                    continue;
+                };
+                rule.origin = (base.clone(), group.name.clone());
+                let names = metric_names(&rule.expr);
+                by_name.entry(record).or_default().push((rule, names));
+            }
         }
     }
     let mut level: BTreeMap<String, usize> = BTreeMap::new();
@@ -447,32 +489,45 @@ impl Pipeline {
             if rules.is_empty() {
                 continue;
             }
-            let name = format!("level-{i}.rules.yml");
-            let file = dir.join(&name);
-            // JSON is YAML: serde_json writes a valid rule file without a YAML serializer.
-            let body = serde_json::json!({
-                "groups": [{ "name": format!("gpuscale-replay-level-{i}"), "rules": rules }]
-            });
-            write(&file, &body.to_string())?;
+            // Each rule keeps its file name and group name, in a directory per level, so
+            // promtool evaluates it at the timestamps Prometheus would (the group offset is
+            // a hash of both): rules of one group share timestamps across levels, as in one
+            // evaluation of the group, and only a hop between groups adds its real lag.
+            let level_dir = dir.join(format!("level-{i}"));
+            std::fs::create_dir_all(&level_dir).map_err(io(&level_dir))?;
+            let mut by_origin: BTreeMap<&(String, String), Vec<&Rule>> = BTreeMap::new();
+            for r in rules {
+                by_origin.entry(&r.origin).or_default().push(r);
+            }
+            let mut by_file: BTreeMap<&str, Vec<serde_json::Value>> = BTreeMap::new();
+            for ((file, group), rules) in by_origin {
+                by_file
+                    .entry(file.as_str())
+                    .or_default()
+                    .push(serde_json::json!({ "name": group, "rules": rules }));
+            }
+            let mut names = Vec::new();
+            for (file, groups) in by_file {
+                // JSON is YAML: serde_json writes a valid rule file without a YAML serializer.
+                let body = serde_json::json!({ "groups": groups });
+                write(&level_dir.join(file), &body.to_string())?;
+                names.push(file.to_string());
+            }
             let out = dir.join(format!("blocks-{i}"));
             let prom = Prometheus::start(&self.prometheus_bin, &dir).await?;
-            let result = run_tool(
-                &self.promtool_bin,
-                &dir,
-                &[
-                    "tsdb".into(),
-                    "create-blocks-from".into(),
-                    "rules".into(),
-                    "--quiet".into(),
-                    format!("--url={}", prom.url),
-                    format!("--start={start}"),
-                    format!("--end={end}"),
-                    format!("--eval-interval={eval}"),
-                    format!("--output-dir={}", out.display()),
-                    name,
-                ],
-            )
-            .await;
+            let mut args: Vec<String> = vec![
+                "tsdb".into(),
+                "create-blocks-from".into(),
+                "rules".into(),
+                "--quiet".into(),
+                format!("--url={}", prom.url),
+                format!("--start={start}"),
+                format!("--end={end}"),
+                format!("--eval-interval={eval}"),
+                format!("--output-dir={}", out.display()),
+            ];
+            args.extend(names);
+            let result = run_tool(&self.promtool_bin, &level_dir, &args).await;
             prom.stop().await;
             result?;
             move_blocks(&out, &data)?;
@@ -530,7 +585,12 @@ impl Pipeline {
             .query_range(&format!("{IN_FLIGHT_FORECAST}{sel}"), start, end, q)
             .await?);
         let mut rows = Vec::new();
-        for h in [300.0, 600.0, 1800.0] {
+        let horizon = rules_horizon(&self.rules_dir);
+        let mut horizons = vec![300.0, 600.0, 1800.0];
+        if let Some(h) = horizon.filter(|h| !horizons.contains(h)) {
+            horizons.insert(0, h);
+        }
+        for h in horizons {
             let linear = one(client
                 .query_range(
                     &format!("clamp_min(predict_linear({IN_FLIGHT_SUM}{sel}[30m], {h}), 0)"),
@@ -547,7 +607,7 @@ impl Pipeline {
             replicas,
             Accuracy {
                 trace: trace.name.clone(),
-                rules_horizon_seconds: 600.0,
+                rules_horizon_seconds: horizon,
                 rows,
             },
         ))

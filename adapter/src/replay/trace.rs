@@ -204,6 +204,64 @@ fn in_flight(intervals: &[(f64, f64)], start: f64, step: f64) -> Vec<f64> {
     busy.iter().map(|s| s / step).collect()
 }
 
+/// Reads `timestamp,value` points as they are (sorted, not resampled): a forecast made
+/// elsewhere, e.g. forecast replicas exported from Prometheus or another model.
+pub fn load_points(path: &Path) -> Result<Vec<(f64, f64)>, Error> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        file: file.clone(),
+        source,
+    })?;
+    parse_points(&file, &text)
+}
+
+fn parse_points(file: &str, text: &str) -> Result<Vec<(f64, f64)>, Error> {
+    let mut lines = text.lines().enumerate();
+    let header = lines
+        .next()
+        .map(|(_, l)| l.trim().to_ascii_lowercase())
+        .unwrap_or_default();
+    if !header.starts_with("timestamp,value") {
+        return Err(Error::Empty {
+            file: file.to_string(),
+        });
+    }
+    let mut points = Vec::new();
+    for (i, line) in lines {
+        let line = line.trim();
+        if line.is_empty() {
+            continue;
+        }
+        let bad = |message: String| Error::Line {
+            file: file.to_string(),
+            line: i + 1,
+            message,
+        };
+        let Some((t, v)) = line.split_once(',') else {
+            return Err(bad("expected 2 fields, found 1".into()));
+        };
+        let t = parse_timestamp(t.trim()).ok_or_else(|| {
+            bad(format!(
+                "timestamp {t:?} is neither `YYYY-MM-DD HH:MM:SS[.frac]` nor unix seconds"
+            ))
+        })?;
+        let v = v
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| bad(format!("{v:?} is not a finite non-negative number")))?;
+        points.push((t, v));
+    }
+    if points.is_empty() {
+        return Err(Error::Empty {
+            file: file.to_string(),
+        });
+    }
+    points.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Ok(points)
+}
+
 /// Linear interpolation of sorted points onto the grid starting at the first point.
 fn interpolate(rows: &[(f64, f64, f64)], step: f64) -> Vec<f64> {
     let start = rows[0].0;

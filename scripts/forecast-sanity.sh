@@ -3,7 +3,7 @@
 # its last 21 days at most:
 # each trace is backfilled into a real Prometheus TSDB (promtool tsdb create-blocks-from
 # openmetrics), the shipped forecast rules are evaluated over it (create-blocks-from rules),
-# every forecast is checked finite and non-negative, and the 10-minute forecast's error is
+# every forecast is checked finite and non-negative, and the forecast's error at its horizon is
 # compared with the last value and plain predict_linear. Prints the BENCHMARKS.md table.
 # GPUSCALE_FORECAST_CONFIG='forecast.trend_window=1h,...' tries other settings.
 set -euo pipefail

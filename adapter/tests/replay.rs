@@ -207,6 +207,66 @@ fn real_trace_through_rules_with_plot() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// `--forecast-file`: a forecast made elsewhere, replayed as is. On the ramp above, a flat
+/// forecast of 6 replicas (a point every minute): at the first sync the HPA goes 1 → 5
+/// (default scale-up limit: max(100 %, 4 pods) per 15 s), then 6 at k = 3; the reactive
+/// metric adds the 7th at k = 333 as before. Five nodes launch at k = 0 and 3, so every
+/// replica is ready (k = 30, 33) before d > 10 (k = 32) and d > 50 (k = 312): no unmet
+/// demand; GPU-seconds 5·1805 + 1790 + 140 = 10,955; 3 scale events, 6 nodes.
+#[test]
+fn forecast_file_is_replayed_as_given() {
+    let dir = std::env::temp_dir().join(format!("gpuscale-replay-ff-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let file = dir.join("forecast.csv");
+    let mut csv = String::from("timestamp,value\n");
+    for i in 0..=30 {
+        csv.push_str(&format!("{},6\n", 1_700_000_000 + 60 * i));
+    }
+    std::fs::write(&file, csv).expect("write forecast");
+    let args = |f: &Path| {
+        vec![
+            "--trace".to_string(),
+            fixture("ramp.csv"),
+            "--forecast-file".to_string(),
+            f.display().to_string(),
+            "--replica-capacity".to_string(),
+            "10".to_string(),
+            "--price".to_string(),
+            "2".to_string(),
+        ]
+    };
+    let a = args(&file);
+    let r = replay(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    let f = outcome(&r, "forecast");
+    assert_eq!(num(f, "unmet_demand_minutes"), 0.0, "{f}");
+    assert!((num(f, "gpu_hours") * 3600.0 - 10955.0).abs() < 1e-6, "{f}");
+    assert_eq!(f["scale_events"], 3, "{f}");
+    assert_eq!(f["nodes_added"], 6, "{f}");
+    assert!(r["forecast_accuracy"].is_null());
+    assert!(
+        r["report"]["forecast_source"]
+            .as_str()
+            .is_some_and(|s| s.contains("forecast.csv")),
+        "{}",
+        r["report"]["forecast_source"]
+    );
+
+    // A forecast that misses the trace's time range is an error that says so.
+    std::fs::write(&file, "timestamp,value\n1,2\n").expect("write forecast");
+    let out = Command::new(env!("CARGO_BIN_EXE_gpuscale-adapter"))
+        .arg("replay")
+        .args(args(&file))
+        .output()
+        .expect("run replay");
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no forecast point falls within the trace (1700000000..1700001800"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// The Azure per-request format, reactive only (`--rules none`): requests become
 /// concurrency, the warm-up (requests that started before the trace) is skipped, and the
 /// text table names every assumption.

@@ -323,6 +323,28 @@ mod tests {
         decode_tokens_per_second: 10.0,
     };
 
+    /// Forecast points are kept as given (sorted), and a bad row names its line.
+    #[test]
+    fn forecast_points() {
+        let p = parse_points(
+            "f.csv",
+            "timestamp,value\n1700000060,3\n\n2023-11-14 22:13:20,2.5\n",
+        )
+        .expect("points");
+        assert_eq!(p, vec![(1_700_000_000.0, 2.5), (1_700_000_060.0, 3.0)]);
+        let err = parse_points("f.csv", "timestamp,value\n1700000000,-1\n").unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "f.csv:2: \"-1\" is not a finite non-negative number"
+        );
+        let err = parse_points("f.csv", "timestamp,value\n1700000000\n").unwrap_err();
+        assert_eq!(err.to_string(), "f.csv:2: expected 2 fields, found 1");
+        assert!(matches!(
+            parse_points("f.csv", "time,replicas\n1,2\n"),
+            Err(Error::Empty { .. })
+        ));
+    }
+
     #[test]
     fn timestamps() {
         assert_eq!(parse_timestamp("1970-01-01 00:00:00"), Some(0.0));

@@ -70,7 +70,7 @@ for f in "${summary[@]}"; do
             then ((1 - .unmet_demand_minutes / $base.unmet_demand_minutes) * -100 | round | tostring) + " %"
             else "n/a" end)
            + " / "
-           + ((.gpu_hours / $base.gpu_hours - 1) * 100 | round | tostring) + " %"
+           + ((.gpu_hours / $base.gpu_hours - 1) * 1000 | round / 10 | tostring) + " %"
          end) ]
     | "| " + join(" | ") + " |"' "$f"
 done

@@ -121,8 +121,8 @@ curl -s --cacert "$OUT/tls/ca.crt" --parallel --parallel-max 8 -K "$OUT/urls.txt
 echo "adapter-1000-metrics: rss_mib=$(awk '/^VmRSS/ {printf "%.1f", $2/1024}' /proc/$APID/status) peak_rss_mib=$(awk '/^VmHWM/ {printf "%.1f", $2/1024}' /proc/$APID/status)"
 kill "$APID"; wait "$APID" 2>/dev/null || true
 
-echo "== freshness: utilization step in the scenario -> changed adapter answer (1 s scrape, 1 s rule, cache 1 s)"
-config 1s "$OUT/fresh.yaml"; start_adapter "$OUT/fresh.yaml"
+echo "== freshness: utilization step in the scenario -> changed adapter answer (1 s scrape, 1 s rule, cache 500 ms: the shipped default)"
+config 500ms "$OUT/fresh.yaml"; start_adapter "$OUT/fresh.yaml"
 python3 - "$OUT/scenario.json" "$AP" "$OUT/tls/ca.crt" "$STEPS" <<'PY'
 import json, os, ssl, sys, time, urllib.request
 scenario, port, ca, steps = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

@@ -223,7 +223,7 @@ pub fn parse(file: &str, text: &str) -> Result<Config, Error> {
                 format!("cache.ttl: {m}"),
             )
         })?,
-        None => Duration::from_secs(1),
+        None => Duration::from_millis(500),
     };
 
     if raw.metrics.is_empty() {

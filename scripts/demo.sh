@@ -73,7 +73,7 @@ cat >"$DEMO/adapter.yaml" <<YAML
 prometheus:
   url: http://127.0.0.1:$PROM_PORT
 cache:
-  ttl: 1s
+  ttl: 500ms
 metrics:
   - name: cluster-gpu-utilization
     description: Average GPU utilization (0..1) of the selected GPUs.

@@ -108,6 +108,55 @@ pub fn parse(
     step: f64,
     service: ServiceModel,
 ) -> Result<Trace, Error> {
+    let (per_request, rows) = read_rows(file, text)?;
+    let (values, warmup) = if per_request {
+        let intervals: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|&(t, ctx, generated)| (t, t + service.seconds(ctx, generated)))
+            .collect();
+        let mut durations: Vec<f64> = intervals.iter().map(|(a, b)| b - a).collect();
+        durations.sort_by(f64::total_cmp);
+        let p99 = durations
+            [((durations.len() as f64 * 0.99).ceil() as usize).clamp(1, durations.len()) - 1];
+        (in_flight(&intervals, rows[0].0, step), p99)
+    } else {
+        (interpolate(&rows, step), 0.0)
+    };
+    Ok(Trace {
+        name: name.to_string(),
+        start: rows[0].0,
+        step,
+        values,
+        warmup,
+    })
+}
+
+/// Time-averaged number of open intervals in each `[start + k·step, start + (k+1)·step)`:
+/// the concurrency a scrape-and-average pipeline would see.
+fn in_flight(intervals: &[(f64, f64)], start: f64, step: f64) -> Vec<f64> {
+    let last_arrival = intervals.iter().map(|i| i.0).fold(start, f64::max);
+    let n = ((last_arrival - start) / step).floor() as usize + 1;
+    let mut busy = vec![0.0; n];
+    for &(a, b) in intervals {
+        let b = b.min(start + n as f64 * step);
+        let mut k = ((a - start) / step).floor() as usize;
+        while k < n {
+            let lo = start + k as f64 * step;
+            let hi = lo + step;
+            if lo >= b {
+                break;
+            }
+            busy[k] += (b.min(hi) - a.max(lo)).max(0.0);
+            k += 1;
+        }
+    }
+    busy.iter().map(|s| s / step).collect()
+}
+
+/// The rows of a trace file, sorted by time: `(timestamp, value, 0)` for `timestamp,value`,
+/// `(timestamp, context tokens, generated tokens)` for the Azure per-request format (then
+/// `true`). A bad row is an error naming its line; no row at all is [`Error::Empty`].
+fn read_rows(file: &str, text: &str) -> Result<(bool, Vec<(f64, f64, f64)>), Error> {
     let mut lines = text.lines().enumerate();
     let header = lines
         .next()
@@ -160,48 +209,7 @@ pub fn parse(
         });
     }
     rows.sort_by(|x, y| x.0.total_cmp(&y.0));
-    let (values, warmup) = if per_request {
-        let intervals: Vec<(f64, f64)> = rows
-            .iter()
-            .map(|&(t, ctx, generated)| (t, t + service.seconds(ctx, generated)))
-            .collect();
-        let mut durations: Vec<f64> = intervals.iter().map(|(a, b)| b - a).collect();
-        durations.sort_by(f64::total_cmp);
-        let p99 = durations
-            [((durations.len() as f64 * 0.99).ceil() as usize).clamp(1, durations.len()) - 1];
-        (in_flight(&intervals, rows[0].0, step), p99)
-    } else {
-        (interpolate(&rows, step), 0.0)
-    };
-    Ok(Trace {
-        name: name.to_string(),
-        start: rows[0].0,
-        step,
-        values,
-        warmup,
-    })
-}
-
-/// Time-averaged number of open intervals in each `[start + k·step, start + (k+1)·step)`:
-/// the concurrency a scrape-and-average pipeline would see.
-fn in_flight(intervals: &[(f64, f64)], start: f64, step: f64) -> Vec<f64> {
-    let last_arrival = intervals.iter().map(|i| i.0).fold(start, f64::max);
-    let n = ((last_arrival - start) / step).floor() as usize + 1;
-    let mut busy = vec![0.0; n];
-    for &(a, b) in intervals {
-        let b = b.min(start + n as f64 * step);
-        let mut k = ((a - start) / step).floor() as usize;
-        while k < n {
-            let lo = start + k as f64 * step;
-            let hi = lo + step;
-            if lo >= b {
-                break;
-            }
-            busy[k] += (b.min(hi) - a.max(lo)).max(0.0);
-            k += 1;
-        }
-    }
-    busy.iter().map(|s| s / step).collect()
+    Ok((per_request, rows))
 }
 
 /// Reads `timestamp,value` points as they are (sorted, not resampled): a forecast made
@@ -216,50 +224,16 @@ pub fn load_points(path: &Path) -> Result<Vec<(f64, f64)>, Error> {
 }
 
 fn parse_points(file: &str, text: &str) -> Result<Vec<(f64, f64)>, Error> {
-    let mut lines = text.lines().enumerate();
-    let header = lines
-        .next()
-        .map(|(_, l)| l.trim().to_ascii_lowercase())
-        .unwrap_or_default();
-    if !header.starts_with("timestamp,value") {
-        return Err(Error::Empty {
+    let (per_request, rows) = read_rows(file, text)?;
+    if per_request {
+        return Err(Error::Line {
             file: file.to_string(),
+            line: 1,
+            message: "a forecast is `timestamp,value` (forecast replicas), not per-request rows"
+                .into(),
         });
     }
-    let mut points = Vec::new();
-    for (i, line) in lines {
-        let line = line.trim();
-        if line.is_empty() {
-            continue;
-        }
-        let bad = |message: String| Error::Line {
-            file: file.to_string(),
-            line: i + 1,
-            message,
-        };
-        let Some((t, v)) = line.split_once(',') else {
-            return Err(bad("expected 2 fields, found 1".into()));
-        };
-        let t = parse_timestamp(t.trim()).ok_or_else(|| {
-            bad(format!(
-                "timestamp {t:?} is neither `YYYY-MM-DD HH:MM:SS[.frac]` nor unix seconds"
-            ))
-        })?;
-        let v = v
-            .trim()
-            .parse::<f64>()
-            .ok()
-            .filter(|v| v.is_finite() && *v >= 0.0)
-            .ok_or_else(|| bad(format!("{v:?} is not a finite non-negative number")))?;
-        points.push((t, v));
-    }
-    if points.is_empty() {
-        return Err(Error::Empty {
-            file: file.to_string(),
-        });
-    }
-    points.sort_by(|a, b| a.0.total_cmp(&b.0));
-    Ok(points)
+    Ok(rows.into_iter().map(|(t, v, _)| (t, v)).collect())
 }
 
 /// Linear interpolation of sorted points onto the grid starting at the first point.

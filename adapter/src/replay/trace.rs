@@ -153,10 +153,13 @@ fn in_flight(intervals: &[(f64, f64)], start: f64, step: f64) -> Vec<f64> {
     busy.iter().map(|s| s / step).collect()
 }
 
+/// One row of a trace file: timestamp and up to two values.
+type Row = (f64, f64, f64);
+
 /// The rows of a trace file, sorted by time: `(timestamp, value, 0)` for `timestamp,value`,
 /// `(timestamp, context tokens, generated tokens)` for the Azure per-request format (then
 /// `true`). A bad row is an error naming its line; no row at all is [`Error::Empty`].
-fn read_rows(file: &str, text: &str) -> Result<(bool, Vec<(f64, f64, f64)>), Error> {
+fn read_rows(file: &str, text: &str) -> Result<(bool, Vec<Row>), Error> {
     let mut lines = text.lines().enumerate();
     let header = lines
         .next()
@@ -168,7 +171,7 @@ fn read_rows(file: &str, text: &str) -> Result<(bool, Vec<(f64, f64, f64)>), Err
             file: file.to_string(),
         });
     }
-    let mut rows: Vec<(f64, f64, f64)> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
     for (i, line) in lines {
         let line = line.trim();
         if line.is_empty() {

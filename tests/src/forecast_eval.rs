@@ -126,21 +126,16 @@ impl Trace {
     /// The points within `secs` of the end.
     pub fn tail(&self, secs: i64) -> Trace {
         let t1 = self.points.last().unwrap().0;
-        Trace {
-            name: self.name.clone(),
-            step: self.step,
-            points: self
-                .points
-                .iter()
-                .copied()
-                .filter(|(t, _)| *t > t1 - secs)
-                .collect(),
-        }
+        self.keep(|t| t > t1 - secs)
     }
 
     /// The points within `secs` of the start.
     pub fn head(&self, secs: i64) -> Trace {
         let t0 = self.points[0].0;
+        self.keep(|t| t < t0 + secs)
+    }
+
+    fn keep(&self, keep: impl Fn(i64) -> bool) -> Trace {
         Trace {
             name: self.name.clone(),
             step: self.step,
@@ -148,7 +143,7 @@ impl Trace {
                 .points
                 .iter()
                 .copied()
-                .filter(|(t, _)| *t < t0 + secs)
+                .filter(|(t, _)| keep(*t))
                 .collect(),
         }
     }
@@ -215,8 +210,8 @@ pub fn inputs() -> Inputs {
 }
 
 /// The forecast rules for [`SIGNAL`] generated from `inputs`, by record name, and the
-/// horizon and trend window.
-fn forecast_rules(inputs: &Inputs) -> (BTreeMap<String, String>, u64, String) {
+/// horizon in seconds.
+fn forecast_rules(inputs: &Inputs) -> (BTreeMap<String, String>, u64) {
     let vars = rulegen::variables(&inputs.config).unwrap();
     let text = rulegen::generate(inputs)
         .unwrap()
@@ -234,7 +229,7 @@ fn forecast_rules(inputs: &Inputs) -> (BTreeMap<String, String>, u64, String) {
         }
     }
     let horizon: u64 = vars["forecast_horizon_seconds"].parse().unwrap();
-    (rules, horizon, vars["forecast_trend_window"].clone())
+    (rules, horizon)
 }
 
 fn rule_file(path: &Path, step: i64, rules: &[(String, String)]) {
@@ -317,7 +312,7 @@ pub fn evaluate_with(trace: &Trace, inputs: &Inputs) -> Report {
         .arg(&om_path)
         .arg(&tsdb));
 
-    let (shipped, horizon, _trend_window) = forecast_rules(inputs);
+    let (shipped, horizon) = forecast_rules(inputs);
     let linear_expr = format!("clamp_min(predict_linear({base}[30m], {horizon}), 0)");
     let passes = passes(&shipped, &format!("{SIGNAL}:forecast"), linear_expr);
     let (start, end) = (trace.points[0].0, trace.points.last().unwrap().0);

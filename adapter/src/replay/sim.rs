@@ -259,6 +259,17 @@ mod tests {
         }
     }
 
+    /// A trace of `values` every 5 s from t = 0.
+    fn step_trace(values: Vec<f64>) -> Trace {
+        Trace {
+            name: "step".into(),
+            start: 0.0,
+            step: 5.0,
+            values,
+            warmup: 0.0,
+        }
+    }
+
     /// A step from 5 to 20 in flight at t=60 s on one 1-GPU node: the HPA sees it at the
     /// t=60 sync and asks for 2 replicas; the new node is ready at 180 s, the pod at 210 s.
     /// Demand is unmet from 60 s to 210 s: 150 s = 2.5 minutes, 10 requests waiting.
@@ -266,13 +277,7 @@ mod tests {
     fn step_demand_hand_computed() {
         let mut values = vec![5.0; 12];
         values.extend(vec![20.0; 120]);
-        let trace = Trace {
-            name: "step".into(),
-            start: 0.0,
-            step: 5.0,
-            values,
-            warmup: 0.0,
-        };
+        let trace = step_trace(values);
         let out = run(&setup(&trace), &concurrency());
         assert!((out.unmet_demand_minutes - 2.5).abs() < 1e-9, "{out:?}");
         assert_eq!(out.queue_peak, 10.0);
@@ -290,13 +295,7 @@ mod tests {
     fn prewarm_hides_node_lead_time() {
         let mut values = vec![5.0; 60];
         values.extend(vec![20.0; 60]);
-        let trace = Trace {
-            name: "step".into(),
-            start: 0.0,
-            step: 5.0,
-            values,
-            warmup: 0.0,
-        };
+        let trace = step_trace(values);
         let forecast: Vec<Option<f64>> = vec![Some(2.0); 120];
         let mut s = setup(&trace);
         s.forecast = Some(&forecast);
@@ -315,13 +314,7 @@ mod tests {
     fn warmup_is_not_scored() {
         let mut values = vec![5.0; 12];
         values.extend(vec![20.0; 120]);
-        let trace = Trace {
-            name: "step".into(),
-            start: 0.0,
-            step: 5.0,
-            values,
-            warmup: 0.0,
-        };
+        let trace = step_trace(values);
         let mut s = setup(&trace);
         s.warmup = 100.0;
         let out = run(&s, &concurrency());
